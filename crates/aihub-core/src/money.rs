@@ -1,0 +1,287 @@
+//! Money as integer micro-units (10⁻⁶) of a currency. Never a float: amounts are exact, sums are
+//! exact, and rounding happens in exactly two places — when a per-token price is applied to a
+//! token count, and when an invoice line is rounded to the currency's minor unit.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Micro-units per whole currency unit.
+pub const MICROS_PER_UNIT: i64 = 1_000_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MoneyError {
+    #[error("currency must be a three-letter ISO 4217 code")]
+    BadCurrency,
+    #[error("amounts in different currencies ({0} and {1}) cannot be combined")]
+    CurrencyMismatch(Currency, Currency),
+    #[error("amount out of range")]
+    Overflow,
+}
+
+/// An ISO 4217 currency code, upper-case ASCII.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Currency([u8; 3]);
+
+impl Currency {
+    pub const USD: Self = Self(*b"USD");
+    pub const CNY: Self = Self(*b"CNY");
+    pub const EUR: Self = Self(*b"EUR");
+
+    pub fn parse(code: &str) -> Result<Self, MoneyError> {
+        let bytes: [u8; 3] = code
+            .as_bytes()
+            .try_into()
+            .map_err(|_| MoneyError::BadCurrency)?;
+        if !bytes.iter().all(u8::is_ascii_alphabetic) {
+            return Err(MoneyError::BadCurrency);
+        }
+        Ok(Self(bytes.map(|b| b.to_ascii_uppercase())))
+    }
+
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        // Only ASCII letters are ever stored, so this cannot fail; fall back defensively.
+        std::str::from_utf8(&self.0).unwrap_or("XXX")
+    }
+
+    /// Number of decimal digits of the currency's minor unit (cents, fen, …).
+    #[must_use]
+    pub fn minor_unit_digits(&self) -> u32 {
+        match &self.0 {
+            b"JPY" | b"KRW" | b"VND" | b"CLP" | b"ISK" | b"UGX" | b"XAF" | b"XOF" => 0,
+            b"BHD" | b"KWD" | b"OMR" | b"JOD" | b"TND" | b"IQD" | b"LYD" => 3,
+            _ => 2,
+        }
+    }
+}
+
+impl TryFrom<String> for Currency {
+    type Error = MoneyError;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<Currency> for String {
+    fn from(value: Currency) -> Self {
+        value.as_str().to_owned()
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Currency({})", self.as_str())
+    }
+}
+
+/// An amount of money: integer micro-units of `currency`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Money {
+    pub micros: i64,
+    pub currency: Currency,
+}
+
+impl Money {
+    #[must_use]
+    pub const fn new(micros: i64, currency: Currency) -> Self {
+        Self { micros, currency }
+    }
+
+    #[must_use]
+    pub const fn zero(currency: Currency) -> Self {
+        Self::new(0, currency)
+    }
+
+    pub fn checked_add(self, other: Self) -> Result<Self, MoneyError> {
+        self.same_currency(other)?;
+        let micros = self
+            .micros
+            .checked_add(other.micros)
+            .ok_or(MoneyError::Overflow)?;
+        Ok(Self::new(micros, self.currency))
+    }
+
+    pub fn checked_sub(self, other: Self) -> Result<Self, MoneyError> {
+        self.same_currency(other)?;
+        let micros = self
+            .micros
+            .checked_sub(other.micros)
+            .ok_or(MoneyError::Overflow)?;
+        Ok(Self::new(micros, self.currency))
+    }
+
+    fn same_currency(self, other: Self) -> Result<(), MoneyError> {
+        if self.currency == other.currency {
+            Ok(())
+        } else {
+            Err(MoneyError::CurrencyMismatch(self.currency, other.currency))
+        }
+    }
+
+    /// Cost of `tokens` at `micros_per_million_tokens`, rounded half to even to a whole micro-unit.
+    /// Half-to-even keeps the rounding unbiased over many requests.
+    pub fn for_tokens(
+        tokens: u64,
+        micros_per_million_tokens: i64,
+        currency: Currency,
+    ) -> Result<Self, MoneyError> {
+        let product = i128::from(tokens) * i128::from(micros_per_million_tokens);
+        let micros = div_round_half_even(product, 1_000_000);
+        let micros = i64::try_from(micros).map_err(|_| MoneyError::Overflow)?;
+        Ok(Self::new(micros, currency))
+    }
+
+    /// Rounds to the currency's minor unit (half away from zero, as invoices conventionally do).
+    /// Used once per invoice line, never on running totals.
+    #[must_use]
+    pub fn round_to_minor_unit(self) -> Self {
+        let digits = self.currency.minor_unit_digits();
+        let step = 10_i64.pow(6 - digits.min(6));
+        let q = self.micros / step;
+        let r = self.micros % step;
+        let rounded = if r.abs() * 2 >= step {
+            q + self.micros.signum()
+        } else {
+            q
+        };
+        Self::new(rounded.saturating_mul(step), self.currency)
+    }
+
+    /// Decimal representation in whole units with six decimals, e.g. `"1.250000"`.
+    #[must_use]
+    pub fn to_decimal_string(&self) -> String {
+        let sign = if self.micros < 0 { "-" } else { "" };
+        let abs = self.micros.unsigned_abs();
+        let unit = MICROS_PER_UNIT.unsigned_abs();
+        format!("{sign}{}.{:06}", abs / unit, abs % unit)
+    }
+}
+
+fn div_round_half_even(n: i128, d: i128) -> i128 {
+    let q = n.div_euclid(d);
+    let r = n.rem_euclid(d);
+    match (2 * r).cmp(&d) {
+        std::cmp::Ordering::Less => q,
+        std::cmp::Ordering::Greater => q + 1,
+        std::cmp::Ordering::Equal => {
+            if q % 2 == 0 {
+                q
+            } else {
+                q + 1
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn currency_parsing() {
+        assert_eq!(Currency::parse("usd").unwrap(), Currency::USD);
+        assert_eq!(Currency::parse("CNY").unwrap().as_str(), "CNY");
+        assert!(Currency::parse("US").is_err());
+        assert!(Currency::parse("US1").is_err());
+        assert!(Currency::parse("USDT").is_err());
+        assert_eq!(Currency::USD.minor_unit_digits(), 2);
+        assert_eq!(Currency::parse("JPY").unwrap().minor_unit_digits(), 0);
+        assert_eq!(Currency::parse("KWD").unwrap().minor_unit_digits(), 3);
+        assert_eq!(format!("{:?}", Currency::EUR), "Currency(EUR)");
+        let json = serde_json::to_string(&Currency::CNY).unwrap();
+        assert_eq!(json, "\"CNY\"");
+        assert!(serde_json::from_str::<Currency>("\"C1Y\"").is_err());
+    }
+
+    #[test]
+    fn arithmetic_is_exact_and_currency_checked() {
+        let a = Money::new(1_500_000, Currency::USD);
+        let b = Money::new(250_000, Currency::USD);
+        assert_eq!(a.checked_add(b).unwrap().micros, 1_750_000);
+        assert_eq!(a.checked_sub(b).unwrap().micros, 1_250_000);
+        let c = Money::new(1, Currency::CNY);
+        assert_eq!(
+            a.checked_add(c),
+            Err(MoneyError::CurrencyMismatch(Currency::USD, Currency::CNY))
+        );
+        assert_eq!(
+            Money::new(i64::MAX, Currency::USD).checked_add(Money::new(1, Currency::USD)),
+            Err(MoneyError::Overflow)
+        );
+        assert_eq!(
+            Money::new(i64::MIN, Currency::USD).checked_sub(Money::new(1, Currency::USD)),
+            Err(MoneyError::Overflow)
+        );
+        assert_eq!(Money::zero(Currency::USD).micros, 0);
+    }
+
+    #[test]
+    fn token_pricing_rounds_half_to_even() {
+        // $2.50 per million tokens = 2_500_000 micros per million.
+        let cost = Money::for_tokens(1_000, 2_500_000, Currency::USD).unwrap();
+        assert_eq!(cost.micros, 2_500);
+        // 1 token at 0.5 micro → 0 (half to even), 3 tokens at 0.5 → 1.5 → 2.
+        assert_eq!(
+            Money::for_tokens(1, 500_000, Currency::USD).unwrap().micros,
+            0
+        );
+        assert_eq!(
+            Money::for_tokens(3, 500_000, Currency::USD).unwrap().micros,
+            2
+        );
+        assert_eq!(
+            Money::for_tokens(5, 500_000, Currency::USD).unwrap().micros,
+            2
+        );
+        assert_eq!(
+            Money::for_tokens(7, 300_000, Currency::USD).unwrap().micros,
+            2
+        );
+        assert_eq!(
+            Money::for_tokens(0, 300_000, Currency::USD).unwrap().micros,
+            0
+        );
+        assert_eq!(
+            Money::for_tokens(u64::MAX, i64::MAX, Currency::USD),
+            Err(MoneyError::Overflow)
+        );
+    }
+
+    #[test]
+    fn invoice_rounding_to_minor_unit() {
+        let usd = |m| Money::new(m, Currency::USD);
+        assert_eq!(usd(1_234_999).round_to_minor_unit().micros, 1_230_000);
+        assert_eq!(usd(1_235_000).round_to_minor_unit().micros, 1_240_000);
+        assert_eq!(usd(-1_235_000).round_to_minor_unit().micros, -1_240_000);
+        assert_eq!(usd(4_999).round_to_minor_unit().micros, 0);
+        let jpy = Money::new(1_500_000, Currency::parse("JPY").unwrap());
+        assert_eq!(jpy.round_to_minor_unit().micros, 2_000_000);
+        let kwd = Money::new(1_234_567, Currency::parse("KWD").unwrap());
+        assert_eq!(kwd.round_to_minor_unit().micros, 1_235_000);
+    }
+
+    #[test]
+    fn decimal_rendering() {
+        assert_eq!(
+            Money::new(1_250_000, Currency::USD).to_decimal_string(),
+            "1.250000"
+        );
+        assert_eq!(
+            Money::new(-5, Currency::USD).to_decimal_string(),
+            "-0.000005"
+        );
+        assert_eq!(
+            Money::new(i64::MIN, Currency::USD).to_decimal_string(),
+            "-9223372036854.775808"
+        );
+    }
+}

@@ -1,0 +1,638 @@
+//! The store conformance suite: every test runs on SQLite and on PostgreSQL. PostgreSQL tests
+//! are compiled as ignored (reported as skipped) unless `AIHUB_TEST_DATABASE_URL` is set.
+
+use aihub_core::time::now;
+use aihub_core::{Email, KeyId, OrgId, SessionId, UserId};
+use aihub_store::testing::TestDb;
+use aihub_store::{
+    ApiKey, BackendKind, KeyChanges, NewApiKey, NewUser, Org, Session, Store, StoreError, User,
+};
+use chrono::Duration;
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let db = aihub_store::testing::TestDb::new(aihub_store::BackendKind::Sqlite).await;
+                    super::$name(&db).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                #[cfg_attr(not(aihub_pg), ignore = "set AIHUB_TEST_DATABASE_URL to run PostgreSQL tests")]
+                async fn $name() {
+                    let db = aihub_store::testing::TestDb::new(aihub_store::BackendKind::Postgres).await;
+                    super::$name(&db).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    migrations_are_idempotent,
+    user_with_personal_org,
+    duplicate_email_is_a_conflict,
+    users_paginate_newest_first,
+    password_and_disable,
+    keys_are_org_scoped,
+    key_updates_are_partial,
+    revoke_is_idempotent_and_final,
+    rotate_replaces_the_hash,
+    key_auth_reports_owner_state,
+    last_used_never_moves_backwards,
+    sessions_lifecycle,
+);
+
+fn new_user(email: &str) -> NewUser {
+    let t = now();
+    NewUser {
+        user: User {
+            id: UserId::new(),
+            email: Email::parse(email).unwrap(),
+            name: "Test".into(),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            is_platform_admin: false,
+            disabled_at: None,
+            created_at: t,
+            updated_at: t,
+        },
+        personal_org: Org {
+            id: OrgId::new(),
+            name: "Personal".into(),
+            is_personal: true,
+            created_at: t,
+            updated_at: t,
+        },
+    }
+}
+
+async fn seeded(db: &TestDb, email: &str) -> (Store, NewUser) {
+    let store = db.store().await;
+    let u = new_user(email);
+    store.create_user_with_personal_org(&u).await.unwrap();
+    (store, u)
+}
+
+fn new_key(org: OrgId, owner: UserId, hash_byte: u8) -> NewApiKey {
+    let t = now();
+    NewApiKey {
+        key: ApiKey {
+            id: KeyId::new(),
+            org_id: org,
+            team_id: None,
+            owner_user_id: Some(owner),
+            created_by: owner,
+            name: "ci".into(),
+            prefix: "sk-aihub-abcd".into(),
+            models: Some(vec!["gpt-4o-mini".into()]),
+            expires_at: None,
+            revoked_at: None,
+            last_used_at: None,
+            created_at: t,
+            updated_at: t,
+        },
+        key_hash: [hash_byte; 32],
+    }
+}
+
+async fn migrations_are_idempotent(db: &TestDb) {
+    let store = db.store().await;
+    store.migrate().await.unwrap();
+    store.ping().await.unwrap();
+    assert_eq!(store.kind(), db.kind());
+    let again = Store::connect(&db.config).await.unwrap();
+    again.migrate().await.unwrap();
+    again.close().await;
+    store.close().await;
+}
+
+async fn user_with_personal_org(db: &TestDb) {
+    let (store, u) = seeded(db, "Alice@Example.com").await;
+    let by_id = store.user_by_id(u.user.id).await.unwrap().unwrap();
+    assert_eq!(by_id, u.user);
+    let by_email = store
+        .user_by_email(&Email::parse("alice@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_email.id, u.user.id);
+    assert!(
+        !format!("{by_email:?}").contains("argon2"),
+        "Debug must redact the hash"
+    );
+    let ms = store.memberships_of(u.user.id).await.unwrap();
+    assert_eq!(ms.len(), 1);
+    assert_eq!(ms[0].org, u.personal_org);
+    assert_eq!(ms[0].role, aihub_core::Role::Owner);
+    assert_eq!(
+        store.personal_org_of(u.user.id).await.unwrap(),
+        Some(u.personal_org.id)
+    );
+    let m = store
+        .membership(u.personal_org.id, u.user.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.role, aihub_core::Role::Owner);
+    assert!(
+        store
+            .membership(OrgId::new(), u.user.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.user_by_id(UserId::new()).await.unwrap().is_none());
+}
+
+async fn duplicate_email_is_a_conflict(db: &TestDb) {
+    let (store, _) = seeded(db, "bob@example.com").await;
+    let again = new_user("bob@example.com");
+    let err = store
+        .create_user_with_personal_org(&again)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict), "{err:?}");
+    // The failed registration left no orphan organization behind.
+    assert!(
+        store
+            .memberships_of(again.user.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .personal_org_of(again.user.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn users_paginate_newest_first(db: &TestDb) {
+    let store = db.store().await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let u = new_user(&format!("u{i}@example.com"));
+        ids.push(u.user.id);
+        store.create_user_with_personal_org(&u).await.unwrap();
+    }
+    let page1 = store.list_users(None, 2).await.unwrap();
+    assert_eq!(
+        page1.iter().map(|u| u.id).collect::<Vec<_>>(),
+        vec![ids[4], ids[3]]
+    );
+    let page2 = store.list_users(Some(page1[1].id), 2).await.unwrap();
+    assert_eq!(
+        page2.iter().map(|u| u.id).collect::<Vec<_>>(),
+        vec![ids[2], ids[1]]
+    );
+    let page3 = store.list_users(Some(page2[1].id), 2).await.unwrap();
+    assert_eq!(page3.iter().map(|u| u.id).collect::<Vec<_>>(), vec![ids[0]]);
+}
+
+async fn password_and_disable(db: &TestDb) {
+    let (store, u) = seeded(db, "carol@example.com").await;
+    let t = now();
+    assert!(
+        store
+            .set_password_hash(u.user.id, "new-hash", t)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .user_by_id(u.user.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash,
+        "new-hash"
+    );
+    assert!(
+        !store
+            .set_password_hash(UserId::new(), "x", t)
+            .await
+            .unwrap()
+    );
+
+    let s = session_for(u.user.id);
+    store.insert_session(&s, &[7; 32]).await.unwrap();
+    assert!(
+        store
+            .set_user_disabled(u.user.id, Some(t), t)
+            .await
+            .unwrap()
+    );
+    let disabled = store.user_by_id(u.user.id).await.unwrap().unwrap();
+    assert_eq!(disabled.disabled_at, Some(t));
+    assert!(
+        store
+            .session_by_token_hash(&[7; 32])
+            .await
+            .unwrap()
+            .is_none(),
+        "disabling ends every session"
+    );
+    assert!(store.set_user_disabled(u.user.id, None, t).await.unwrap());
+    assert!(
+        store
+            .user_by_id(u.user.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .disabled_at
+            .is_none()
+    );
+    assert!(
+        !store
+            .set_user_disabled(UserId::new(), Some(t), t)
+            .await
+            .unwrap()
+    );
+
+    assert!(store.set_platform_admin(u.user.id, true, t).await.unwrap());
+    assert!(
+        store
+            .user_by_id(u.user.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_platform_admin
+    );
+}
+
+async fn keys_are_org_scoped(db: &TestDb) {
+    let (store, a) = seeded(db, "a@example.com").await;
+    let b = new_user("b@example.com");
+    store.create_user_with_personal_org(&b).await.unwrap();
+    let ka = new_key(a.personal_org.id, a.user.id, 1);
+    let kb = new_key(b.personal_org.id, b.user.id, 2);
+    store.insert_key(&ka).await.unwrap();
+    store.insert_key(&kb).await.unwrap();
+
+    let list = store.list_keys(a.personal_org.id, None, 50).await.unwrap();
+    assert_eq!(list, vec![ka.key.clone()]);
+    assert_eq!(
+        store.key(a.personal_org.id, ka.key.id).await.unwrap(),
+        Some(ka.key.clone())
+    );
+    // B's key through A's org: not found, and no write touches it.
+    assert!(
+        store
+            .key(a.personal_org.id, kb.key.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let t = now();
+    let change = KeyChanges {
+        name: Some("stolen".into()),
+        ..KeyChanges::default()
+    };
+    assert!(
+        store
+            .update_key(a.personal_org.id, kb.key.id, &change, t)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .revoke_key(a.personal_org.id, kb.key.id, t)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .rotate_key(a.personal_org.id, kb.key.id, "p", &[9; 32], t)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store.key(b.personal_org.id, kb.key.id).await.unwrap(),
+        Some(kb.key.clone())
+    );
+
+    // Duplicate hashes are refused.
+    let mut dup = new_key(a.personal_org.id, a.user.id, 1);
+    dup.key.name = "dup".into();
+    assert!(matches!(
+        store.insert_key(&dup).await,
+        Err(StoreError::Conflict)
+    ));
+
+    // Pagination by cursor.
+    for i in 10..14 {
+        store
+            .insert_key(&new_key(a.personal_org.id, a.user.id, i))
+            .await
+            .unwrap();
+    }
+    let p1 = store.list_keys(a.personal_org.id, None, 3).await.unwrap();
+    assert_eq!(p1.len(), 3);
+    let p2 = store
+        .list_keys(a.personal_org.id, Some(p1[2].id), 3)
+        .await
+        .unwrap();
+    assert_eq!(p2.len(), 2);
+    assert!(p1.iter().chain(&p2).all(|k| k.org_id == a.personal_org.id));
+}
+
+async fn key_updates_are_partial(db: &TestDb) {
+    let (store, a) = seeded(db, "a@example.com").await;
+    let k = new_key(a.personal_org.id, a.user.id, 1);
+    store.insert_key(&k).await.unwrap();
+    let org = a.personal_org.id;
+    let t = now();
+    let expiry = t + Duration::days(30);
+
+    let renamed = store
+        .update_key(
+            org,
+            k.key.id,
+            &KeyChanges {
+                name: Some("renamed".into()),
+                ..Default::default()
+            },
+            t,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(renamed.name, "renamed");
+    assert_eq!(renamed.models, k.key.models, "untouched fields stay");
+
+    let set = store
+        .update_key(
+            org,
+            k.key.id,
+            &KeyChanges {
+                expires_at: Some(Some(expiry)),
+                models: Some(None),
+                ..Default::default()
+            },
+            t,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(set.expires_at, Some(expiry));
+    assert_eq!(set.models, None);
+    assert_eq!(set.name, "renamed");
+
+    let cleared = store
+        .update_key(
+            org,
+            k.key.id,
+            &KeyChanges {
+                expires_at: Some(None),
+                models: Some(Some(vec!["a".into(), "b".into()])),
+                ..Default::default()
+            },
+            t,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cleared.expires_at, None);
+    assert_eq!(cleared.models, Some(vec!["a".to_owned(), "b".to_owned()]));
+}
+
+async fn revoke_is_idempotent_and_final(db: &TestDb) {
+    let (store, a) = seeded(db, "a@example.com").await;
+    let k = new_key(a.personal_org.id, a.user.id, 1);
+    store.insert_key(&k).await.unwrap();
+    let org = a.personal_org.id;
+    let t1 = now();
+    let (revoked, hash) = store.revoke_key(org, k.key.id, t1).await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_at, Some(t1));
+    assert_eq!(hash, vec![1; 32]);
+    let t2 = t1 + Duration::seconds(5);
+    let (again, _) = store.revoke_key(org, k.key.id, t2).await.unwrap().unwrap();
+    assert_eq!(again.revoked_at, Some(t1), "first revocation time is kept");
+    assert!(
+        store
+            .update_key(
+                org,
+                k.key.id,
+                &KeyChanges {
+                    name: Some("x".into()),
+                    ..Default::default()
+                },
+                t2
+            )
+            .await
+            .unwrap()
+            .is_none(),
+        "a revoked key cannot be edited"
+    );
+    assert!(
+        store
+            .rotate_key(org, k.key.id, "p", &[3; 32], t2)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let auth = store.key_auth_by_hash(&[1; 32]).await.unwrap().unwrap();
+    assert!(auth.key.revoked_at.is_some());
+}
+
+async fn rotate_replaces_the_hash(db: &TestDb) {
+    let (store, a) = seeded(db, "a@example.com").await;
+    let k = new_key(a.personal_org.id, a.user.id, 1);
+    store.insert_key(&k).await.unwrap();
+    let (rotated, old) = store
+        .rotate_key(
+            a.personal_org.id,
+            k.key.id,
+            "sk-aihub-new1",
+            &[5; 32],
+            now(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(old, vec![1; 32]);
+    assert_eq!(rotated.prefix, "sk-aihub-new1");
+    assert_eq!(rotated.id, k.key.id);
+    assert!(store.key_auth_by_hash(&[1; 32]).await.unwrap().is_none());
+    assert_eq!(
+        store
+            .key_auth_by_hash(&[5; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .key
+            .id,
+        k.key.id
+    );
+}
+
+async fn key_auth_reports_owner_state(db: &TestDb) {
+    let (store, a) = seeded(db, "a@example.com").await;
+    let k = new_key(a.personal_org.id, a.user.id, 1);
+    store.insert_key(&k).await.unwrap();
+    let auth = store.key_auth_by_hash(&[1; 32]).await.unwrap().unwrap();
+    assert_eq!(auth.key, k.key);
+    assert_eq!(auth.key_hash, vec![1; 32]);
+    assert!(!auth.owner_disabled);
+    assert!(auth.owner_is_member);
+    let t = now();
+    store
+        .set_user_disabled(a.user.id, Some(t), t)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .key_auth_by_hash(&[1; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .owner_disabled
+    );
+    assert!(store.key_auth_by_hash(&[2; 32]).await.unwrap().is_none());
+}
+
+async fn last_used_never_moves_backwards(db: &TestDb) {
+    let (store, a) = seeded(db, "a@example.com").await;
+    let k = new_key(a.personal_org.id, a.user.id, 1);
+    store.insert_key(&k).await.unwrap();
+    let t = now();
+    store.record_keys_used(&[]).await.unwrap();
+    store.record_keys_used(&[(k.key.id, t)]).await.unwrap();
+    store
+        .record_keys_used(&[(k.key.id, t - Duration::seconds(60)), (KeyId::new(), t)])
+        .await
+        .unwrap();
+    let got = store
+        .key(a.personal_org.id, k.key.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.last_used_at, Some(t));
+}
+
+fn session_for(user: UserId) -> Session {
+    let t = now();
+    Session {
+        id: SessionId::new(),
+        user_id: user,
+        created_at: t,
+        expires_at: t + Duration::hours(1),
+        last_seen_at: t,
+        ip: Some("127.0.0.1".into()),
+        user_agent: Some("test".into()),
+    }
+}
+
+async fn sessions_lifecycle(db: &TestDb) {
+    let (store, a) = seeded(db, "a@example.com").await;
+    let s1 = session_for(a.user.id);
+    let s2 = session_for(a.user.id);
+    let s3 = session_for(a.user.id);
+    store.insert_session(&s1, &[1; 32]).await.unwrap();
+    store.insert_session(&s2, &[2; 32]).await.unwrap();
+    store.insert_session(&s3, &[3; 32]).await.unwrap();
+    assert!(matches!(
+        store
+            .insert_session(&session_for(a.user.id), &[1; 32])
+            .await,
+        Err(StoreError::Conflict)
+    ));
+
+    let found = store
+        .session_by_token_hash(&[1; 32])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.session, s1);
+    assert_eq!(found.user.id, a.user.id);
+
+    let later = s1.last_seen_at + Duration::minutes(5);
+    store.touch_session(s1.id, later).await.unwrap();
+    assert_eq!(
+        store
+            .session_by_token_hash(&[1; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .session
+            .last_seen_at,
+        later
+    );
+
+    assert_eq!(
+        store
+            .delete_user_sessions(a.user.id, Some(s1.id))
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(
+        store
+            .session_by_token_hash(&[2; 32])
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .session_by_token_hash(&[1; 32])
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    assert!(store.delete_session(s1.id).await.unwrap());
+    assert!(!store.delete_session(s1.id).await.unwrap());
+
+    // Stale sweep: one expired, one idle, one fresh.
+    let t = now();
+    let mut expired = session_for(a.user.id);
+    expired.expires_at = t - Duration::seconds(1);
+    let mut idle = session_for(a.user.id);
+    idle.last_seen_at = t - Duration::hours(3);
+    let fresh = session_for(a.user.id);
+    store.insert_session(&expired, &[4; 32]).await.unwrap();
+    store.insert_session(&idle, &[5; 32]).await.unwrap();
+    store.insert_session(&fresh, &[6; 32]).await.unwrap();
+    assert_eq!(
+        store
+            .delete_stale_sessions(t, t - Duration::hours(2))
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(
+        store
+            .session_by_token_hash(&[6; 32])
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        store.delete_user_sessions(a.user.id, None).await.unwrap(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn unsupported_urls_are_refused() {
+    for url in ["mysql://x", "sqlite::memory:", "sqlite://", "http://x"] {
+        let config = aihub_core::config::DatabaseConfig {
+            url: url.into(),
+            ..Default::default()
+        };
+        let err = Store::connect(&config).await.unwrap_err();
+        assert!(matches!(err, StoreError::UnsupportedUrl), "{url}: {err:?}");
+    }
+    let _ = BackendKind::Sqlite;
+}
