@@ -84,3 +84,40 @@ impl Store {
         row.map(Membership::try_from).transpose()
     }
 }
+
+#[derive(sqlx::FromRow)]
+struct OrgRow {
+    id: Uuid,
+    name: String,
+    is_personal: bool,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl From<OrgRow> for Org {
+    fn from(r: OrgRow) -> Self {
+        Org {
+            id: OrgId::from_uuid(r.id),
+            name: r.name,
+            is_personal: r.is_personal,
+            created_at: from_millis(r.created_at),
+            updated_at: from_millis(r.updated_at),
+        }
+    }
+}
+
+impl Store {
+    /// A live organization by id, without any membership check (platform admins only).
+    pub async fn org(&self, id: OrgId) -> Result<Option<Org>> {
+        let row: Option<OrgRow> = on_backend!(self.reader(), |p| {
+            sqlx::query_as(
+                "SELECT id, name, is_personal, created_at, updated_at FROM orgs \
+                 WHERE id = $1 AND deleted_at IS NULL",
+            )
+            .bind(id.as_uuid())
+            .fetch_optional(p)
+            .await
+        })?;
+        Ok(row.map(Org::from))
+    }
+}

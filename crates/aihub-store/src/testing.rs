@@ -1,6 +1,11 @@
 //! Test support: a fresh, migrated database per test, on SQLite (a temporary file) or on
 //! PostgreSQL (a new database on the server named by `AIHUB_TEST_DATABASE_URL`), dropped when
 //! the test ends.
+#![expect(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test support: a test cannot proceed without its database, so setup failures panic"
+)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};

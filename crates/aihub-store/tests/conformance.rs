@@ -1,5 +1,10 @@
 //! The store conformance suite: every test runs on SQLite and on PostgreSQL. PostgreSQL tests
 //! are compiled as ignored (reported as skipped) unless `AIHUB_TEST_DATABASE_URL` is set.
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "tests: a failed step should fail the test loudly"
+)]
 
 use aihub_core::time::now;
 use aihub_core::{Email, KeyId, OrgId, SessionId, UserId};

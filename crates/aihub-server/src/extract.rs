@@ -1,0 +1,176 @@
+//! Extractors whose rejections speak the API's error shape: JSON bodies, paths, queries, the
+//! signed-in user, and where the request came from.
+
+use std::net::{IpAddr, SocketAddr};
+
+use aihub_service::accounts::{Actor, ClientInfo};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A JSON body. Malformed JSON is 400 `invalid_json`; a body of the wrong shape (wrong types,
+/// missing or unknown fields) is 422 `invalid_request`; a missing `Content-Type:
+/// application/json` is 415; a body over `server.max_body_bytes` is 413.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Self(v)),
+            Err(rejection) => Err(json_rejection(&rejection)),
+        }
+    }
+}
+
+pub(crate) fn json_rejection(rejection: &JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::JsonDataError(e) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            // serde's message names the offending field and what was expected.
+            std::error::Error::source(e).map_or_else(|| e.body_text(), ToString::to_string),
+        ),
+        JsonRejection::JsonSyntaxError(_) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "the request body is not valid JSON",
+        ),
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with `Content-Type: application/json`",
+        ),
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is too large",
+            )
+        }
+        _ => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "the request body could not be read",
+        ),
+    }
+}
+
+/// Path parameters. An id that does not parse names no object: 404, like an id of another
+/// organization.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(v)| Self(v))
+            .map_err(|_: PathRejection| ApiError::not_found())
+    }
+}
+
+/// Query parameters; a bad one is 400 `invalid_query`.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| Self(v))
+            .map_err(|e: QueryRejection| {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text())
+            })
+    }
+}
+
+/// The signed-in user, put in place by the session middleware. Missing only on a public route,
+/// where asking for it is a bug: answered 401.
+pub struct CurrentUser(pub Actor);
+
+impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Actor>()
+            .cloned()
+            .map(Self)
+            .ok_or_else(ApiError::unauthorized)
+    }
+}
+
+/// The client's address (behind trusted proxies, the first untrusted hop of
+/// `X-Forwarded-For`), its user agent, and whether it reached us over TLS.
+pub struct Client {
+    pub info: ClientInfo,
+    pub tls: bool,
+}
+
+impl FromRequestParts<AppState> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(client_of(parts, state))
+    }
+}
+
+pub(crate) fn client_of(parts: &Parts, state: &AppState) -> Client {
+    let server = &state.config.server;
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(a)| a.ip());
+    let from_proxy = peer.is_some_and(|p| server.trusted_proxies.contains(&p));
+    let ip = if from_proxy {
+        forwarded_client(parts, &server.trusted_proxies).or(peer)
+    } else {
+        peer
+    };
+    let forwarded_https = from_proxy
+        && parts
+            .headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("https"));
+    let public_https = server
+        .public_url
+        .as_deref()
+        .is_some_and(|u| u.starts_with("https://"));
+    Client {
+        info: ClientInfo {
+            ip,
+            user_agent: parts
+                .headers
+                .get(axum::http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        },
+        tls: server.secure_cookies || forwarded_https || public_https,
+    }
+}
+
+/// The right-most address in `X-Forwarded-For` that is not one of our proxies.
+fn forwarded_client(parts: &Parts, trusted: &[IpAddr]) -> Option<IpAddr> {
+    let mut hops: Vec<IpAddr> = Vec::new();
+    for v in parts.headers.get_all("x-forwarded-for") {
+        let s = v.to_str().ok()?;
+        for part in s.split(',') {
+            hops.push(part.trim().parse().ok()?);
+        }
+    }
+    hops.into_iter().rev().find(|ip| !trusted.contains(ip))
+}

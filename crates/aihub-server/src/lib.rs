@@ -1,0 +1,118 @@
+//! The AI Hub application: wiring (store → services → gateway caches → routers), background
+//! tasks, and the HTTP server. The binary and the tests both start it through [`Application`].
+
+pub mod error;
+pub mod extract;
+pub mod middleware;
+pub mod routes;
+pub mod serve;
+pub mod session;
+pub mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aihub_core::config::Config;
+use aihub_gateway::KeyCache;
+use aihub_gateway::last_used::LastUsed;
+use aihub_service::Services;
+use aihub_store::Store;
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::state::AppState;
+
+/// A built, bound, not yet serving application.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    tasks: TaskTracker,
+    stop_tasks: CancellationToken,
+}
+
+/// How often expired and idle sessions are deleted.
+const SESSION_SWEEP_EVERY: Duration = Duration::from_secs(15 * 60);
+
+impl Application {
+    /// Connects to the database, applies migrations, wires services and caches, starts the
+    /// background tasks, and binds `server.listen` (port 0 picks a free port).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let store = Store::connect(&config.database)
+            .await
+            .context("opening the database")?;
+        store
+            .migrate()
+            .await
+            .context("applying database migrations")?;
+        let services = Services::new(store, &config);
+        let key_cache = KeyCache::new(services.keys.clone(), &config.gateway);
+        key_cache.subscribe_to(&services.events);
+        let last_used = Arc::new(LastUsed::new(services.keys.clone()));
+
+        let tasks = TaskTracker::new();
+        let stop_tasks = CancellationToken::new();
+        tasks.spawn(last_used.clone().run(
+            Duration::from_secs(config.gateway.last_used_flush_secs.max(1)),
+            stop_tasks.clone(),
+        ));
+        tasks.spawn(sweep_sessions(services.clone(), stop_tasks.clone()));
+
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("binding {}", config.server.listen))?;
+        Ok(Self {
+            listener,
+            state: AppState {
+                config: Arc::new(config),
+                services,
+                key_cache,
+                last_used,
+            },
+            tasks,
+            stop_tasks,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    #[must_use]
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, drains in-flight requests, then stops the background
+    /// tasks (which flush what they hold) and closes the database.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let grace = Duration::from_secs(self.state.config.server.shutdown_grace_secs);
+        let app = routes::router(self.state.clone());
+        tracing::info!(listen = %self.listener.local_addr()?, "AI Hub is serving");
+        serve::serve(self.listener, app, shutdown, grace).await;
+        self.stop_tasks.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+        self.state.services.store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+async fn sweep_sessions(services: Services, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(SESSION_SWEEP_EVERY);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => match services.accounts.sweep_sessions().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "stale sessions deleted"),
+                Err(e) => tracing::warn!(error = %e, "session sweep failed"),
+            },
+        }
+    }
+}

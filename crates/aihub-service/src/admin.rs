@@ -1,0 +1,75 @@
+//! Platform administration: operator-level actions on users. Only platform admins (a flag on
+//! the user, not an organization role) may call these.
+
+use aihub_core::UserId;
+use aihub_core::time::now;
+use aihub_store::{Store, User};
+
+use crate::accounts::Actor;
+use crate::error::{Result, ServiceError};
+use crate::events::{Events, Invalidation};
+use crate::page::Page;
+
+#[derive(Clone)]
+pub struct Admin {
+    store: Store,
+    events: Events,
+}
+
+impl Admin {
+    #[must_use]
+    pub fn new(store: Store, events: Events) -> Self {
+        Self { store, events }
+    }
+
+    fn require_platform_admin(actor: &Actor) -> Result<()> {
+        if actor.is_platform_admin {
+            Ok(())
+        } else {
+            Err(ServiceError::Forbidden)
+        }
+    }
+
+    pub async fn list_users(
+        &self,
+        actor: &Actor,
+        cursor: Option<UserId>,
+        limit: u32,
+    ) -> Result<Page<User, UserId>> {
+        Self::require_platform_admin(actor)?;
+        let rows = self.store.list_users(cursor, limit + 1).await?;
+        Ok(Page::from_overfetch(rows, limit, |u| u.id))
+    }
+
+    /// Disables or re-enables a user. Disabling ends all their sessions in the same transaction
+    /// and stops their keys at once (the gateway's cache is told); re-enabling restores keys, not
+    /// sessions.
+    pub async fn set_user_disabled(
+        &self,
+        actor: &Actor,
+        user: UserId,
+        disabled: bool,
+    ) -> Result<User> {
+        Self::require_platform_admin(actor)?;
+        if disabled && user == actor.user_id {
+            return Err(ServiceError::Conflict {
+                code: "cannot_disable_self",
+                message: "you cannot disable your own account".into(),
+            });
+        }
+        let t = now();
+        if !self
+            .store
+            .set_user_disabled(user, disabled.then_some(t), t)
+            .await?
+        {
+            return Err(ServiceError::NotFound);
+        }
+        self.events.publish(Invalidation::User(user));
+        tracing::info!(actor = %actor.user_id, user_id = %user, disabled, "user status changed");
+        self.store
+            .user_by_id(user)
+            .await?
+            .ok_or(ServiceError::NotFound)
+    }
+}

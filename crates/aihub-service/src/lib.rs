@@ -1,0 +1,51 @@
+//! AI Hub domain services. Handlers, the dashboard, the admin CLI and the gateway all call these;
+//! none of them talks to the store for a decision of its own. Services mint ids and timestamps,
+//! validate input into domain types, check the permission [`policy`], and publish
+//! [`events::Invalidation`]s so caches (the gateway's key cache) forget what changed.
+
+pub mod accounts;
+pub mod admin;
+pub mod crypto;
+pub mod error;
+pub mod events;
+pub mod keys;
+pub mod orgs;
+pub mod page;
+pub mod policy;
+pub mod throttle;
+
+use std::sync::Arc;
+
+use aihub_core::config::Config;
+use aihub_store::Store;
+
+pub use error::ServiceError;
+
+/// Every service, wired to one store and one configuration. Cheap to clone.
+#[derive(Clone)]
+pub struct Services {
+    pub store: Store,
+    pub accounts: accounts::Accounts,
+    pub orgs: orgs::Orgs,
+    pub keys: keys::Keys,
+    pub admin: admin::Admin,
+    pub events: events::Events,
+}
+
+impl Services {
+    #[must_use]
+    pub fn new(store: Store, config: &Config) -> Self {
+        let events = events::Events::new();
+        let hasher = Arc::new(crypto::PasswordHasher::new());
+        let accounts =
+            accounts::Accounts::new(store.clone(), config.auth.clone(), hasher, events.clone());
+        Self {
+            orgs: orgs::Orgs::new(store.clone()),
+            keys: keys::Keys::new(store.clone(), events.clone()),
+            admin: admin::Admin::new(store.clone(), events.clone()),
+            accounts,
+            events,
+            store,
+        }
+    }
+}
