@@ -1,0 +1,192 @@
+//! Platform administration: disabling a user ends their sessions and stops their keys at once.
+
+use aihub_service::accounts::Registration;
+use aihub_store::BackendKind;
+use reqwest::{Method, StatusCode};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+use crate::helpers::{PASSWORD, TestApp, api_tests, error_code, spawn_app};
+
+api_tests!(
+    disabled_users_lose_sessions_and_keys_at_once,
+    admin_routes_need_a_platform_admin
+);
+
+async fn platform_admin(app: &TestApp) -> String {
+    app.state
+        .services
+        .accounts
+        .create_user(
+            Registration {
+                email: "root@example.com".into(),
+                password: SecretString::from(PASSWORD.to_owned()),
+                name: Some("Operator".into()),
+            },
+            true,
+        )
+        .await
+        .unwrap();
+    app.token("root@example.com", PASSWORD).await
+}
+
+async fn disabled_users_lose_sessions_and_keys_at_once(kind: BackendKind) {
+    let app = spawn_app(kind).await;
+    let root = platform_admin(&app).await;
+    let u = app.signup("user@example.com").await;
+    let second_session = app.token("user@example.com", PASSWORD).await;
+    let (_, key) = app.create_key(&u, json!({"name": "k"})).await;
+    assert_eq!(
+        app.models_status(&key).await,
+        StatusCode::OK,
+        "key is cached now"
+    );
+
+    let r = app
+        .post(
+            &format!("/api/v1/admin/users/{}/disable", u.user_id),
+            &root,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["disabled"], true);
+
+    assert_eq!(
+        app.get("/api/v1/me", &u.token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.get("/api/v1/me", &second_session).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let r = app
+        .req(Method::GET, "/v1/models", Some(&key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "cached key must stop at once"
+    );
+    let r = app.login("user@example.com", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(error_code(r).await, "account_disabled");
+    // A wrong password still gets the generic answer (no account-state oracle).
+    let r = app.login("user@example.com", "wrong password").await;
+    assert_eq!(error_code(r).await, "invalid_credentials");
+
+    let listed: Value = app
+        .get("/api/v1/admin/users", &root)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let entry = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == u.user_id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(entry["disabled"], true);
+
+    // Re-enabling restores keys, not sessions.
+    let r = app
+        .post(
+            &format!("/api/v1/admin/users/{}/enable", u.user_id),
+            &root,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(app.models_status(&key).await, StatusCode::OK);
+    assert_eq!(
+        app.get("/api/v1/me", &u.token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.login("user@example.com", PASSWORD).await.status(),
+        StatusCode::OK
+    );
+}
+
+async fn admin_routes_need_a_platform_admin(kind: BackendKind) {
+    let app = spawn_app(kind).await;
+    let root = platform_admin(&app).await;
+    let u = app.signup("plain@example.com").await;
+    let v = app.signup("victim@example.com").await;
+    let r = app.get("/api/v1/admin/users", &u.token).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(error_code(r).await, "forbidden");
+    let r = app
+        .post(
+            &format!("/api/v1/admin/users/{}/disable", v.user_id),
+            &u.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.get("/api/v1/me", &v.token).await.status(),
+        StatusCode::OK,
+        "nothing changed"
+    );
+
+    // Admins cannot lock themselves out; unknown users are 404.
+    let me: Value = app.get("/api/v1/me", &root).await.json().await.unwrap();
+    assert_eq!(me["is_platform_admin"], true);
+    let r = app
+        .post(
+            &format!("/api/v1/admin/users/{}/disable", me["id"].as_str().unwrap()),
+            &root,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert_eq!(error_code(r).await, "cannot_disable_self");
+    let r = app
+        .post(
+            &format!("/api/v1/admin/users/{}/disable", uuid::Uuid::now_v7()),
+            &root,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // Pagination over users.
+    let p1: Value = app
+        .get("/api/v1/admin/users?limit=2", &root)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(p1["data"].as_array().unwrap().len(), 2);
+    let cursor = p1["next_cursor"].as_str().unwrap();
+    let p2: Value = app
+        .get(
+            &format!("/api/v1/admin/users?limit=2&cursor={cursor}"),
+            &root,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(p2["data"].as_array().unwrap().len(), 1);
+    assert!(p2["data"][0].get("password_hash").is_none());
+
+    // A platform admin may act in any organization.
+    let r = app
+        .get(&format!("/api/v1/orgs/{}/keys", u.org_id), &root)
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let org: Value = app
+        .get(&format!("/api/v1/orgs/{}", u.org_id), &root)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(org.get("role").is_none(), "not a member: no role");
+}

@@ -1,0 +1,20 @@
+//! API tests: the real application on port 0 with a fresh database per test, driven over HTTP.
+//! Every test runs on SQLite and on PostgreSQL (the latter reported as ignored unless
+//! `AIHUB_TEST_DATABASE_URL` is set).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "tests: a failed step should fail the test loudly"
+)]
+
+mod helpers;
+
+mod admin;
+mod auth;
+mod errors;
+mod isolation;
+mod keys;
