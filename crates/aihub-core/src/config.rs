@@ -3,17 +3,57 @@
 //! → flags) happens in the binary; docs/configuration.md documents each key.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+use crate::secret::Secret;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
     pub gateway: GatewayConfig,
+    pub usage: UsageConfig,
     pub log: LogConfig,
+    /// Upstream providers declared in configuration (more can be added at run time through the
+    /// admin API). The default is the built-in offline `mock` provider.
+    pub providers: Vec<ProviderConfig>,
+    /// Models clients may ask for, each routed to a provider. The default serves the `mock`
+    /// provider as `mock-chat` and `mock-embedding`.
+    pub models: Vec<ModelConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            auth: AuthConfig::default(),
+            gateway: GatewayConfig::default(),
+            usage: UsageConfig::default(),
+            log: LogConfig::default(),
+            providers: vec![ProviderConfig {
+                name: "mock".to_owned(),
+                kind: ProviderKind::Mock,
+                ..ProviderConfig::default()
+            }],
+            models: vec![
+                ModelConfig {
+                    name: "mock-chat".to_owned(),
+                    provider: "mock".to_owned(),
+                    upstream_model: None,
+                },
+                ModelConfig {
+                    name: "mock-embedding".to_owned(),
+                    provider: "mock".to_owned(),
+                    upstream_model: None,
+                },
+            ],
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -134,6 +174,14 @@ pub struct GatewayConfig {
     pub key_cache_capacity: u64,
     /// How often `last_used_at` of keys is written back (batched, off the hot path).
     pub last_used_flush_secs: u64,
+    /// Largest `/v1` request body accepted, in bytes (413 above it).
+    pub max_request_bytes: usize,
+    /// Largest non-streaming upstream response accepted, in bytes (502 above it).
+    pub max_response_bytes: usize,
+    /// When a client disconnects mid-stream, keep reading the upstream to its end so that the
+    /// usage it reports is billed exactly. At most this many streams drain at once; beyond
+    /// that, the upstream is closed and the tokens produced so far are billed (estimated).
+    pub max_draining_streams: usize,
 }
 
 impl Default for GatewayConfig {
@@ -142,8 +190,145 @@ impl Default for GatewayConfig {
             key_cache_ttl_secs: 10,
             key_cache_capacity: 100_000,
             last_used_flush_secs: 30,
+            max_request_bytes: 10 * 1024 * 1024,
+            max_response_bytes: 32 * 1024 * 1024,
+            max_draining_streams: 256,
         }
     }
+}
+
+/// The usage journal: every metered request is appended here before its response completes,
+/// then loaded into the database in batches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UsageConfig {
+    /// Directory of the journal's segment files (local disk; one per instance).
+    pub journal_dir: PathBuf,
+    /// How often appended records are forced to stable storage (`fdatasync`). A process crash
+    /// loses nothing written; only an OS crash or power loss can lose at most this window.
+    pub fsync_interval_ms: u64,
+    /// A segment file is closed and a new one started past this size.
+    pub segment_max_bytes: u64,
+    /// Most records loaded into the database per transaction.
+    pub load_batch: usize,
+    /// How often the loader looks for new records.
+    pub load_interval_ms: u64,
+}
+
+impl Default for UsageConfig {
+    fn default() -> Self {
+        Self {
+            journal_dir: PathBuf::from("data/journal"),
+            fsync_interval_ms: 200,
+            segment_max_bytes: 64 * 1024 * 1024,
+            load_batch: 1000,
+            load_interval_ms: 200,
+        }
+    }
+}
+
+/// The wire protocol of an upstream provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// Any OpenAI-compatible API: OpenAI, DeepSeek, Qwen (DashScope compatible mode), Moonshot,
+    /// Zhipu, vLLM, Ollama, …
+    #[default]
+    Openai,
+    /// Azure OpenAI: deployment URLs, `api-version`, `api-key` header.
+    Azure,
+    /// Anthropic's Messages API, translated to and from chat completions.
+    Anthropic,
+    /// Built in, no network: deterministic answers with realistic usage.
+    Mock,
+}
+
+impl std::str::FromStr for ProviderKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            ProviderKind::Openai,
+            ProviderKind::Azure,
+            ProviderKind::Anthropic,
+            ProviderKind::Mock,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .ok_or_else(|| format!("unknown provider kind {s:?}"))
+    }
+}
+
+impl ProviderKind {
+    #[must_use]
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            ProviderKind::Openai => "openai",
+            ProviderKind::Azure => "azure",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Mock => "mock",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Unique name, referenced by models.
+    pub name: String,
+    pub kind: ProviderKind,
+    /// Base URL, e.g. `https://api.openai.com/v1`, `https://api.deepseek.com/v1`,
+    /// `https://{resource}.openai.azure.com`, `https://api.anthropic.com`. Not used by `mock`.
+    pub base_url: Option<String>,
+    /// The provider credential. Prefer `api_key_env` or `api_key_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<Secret>,
+    /// Name of an environment variable holding the credential.
+    pub api_key_env: Option<String>,
+    /// File holding the credential (trailing newline ignored).
+    pub api_key_file: Option<PathBuf>,
+    /// Azure `api-version` query parameter, or the `anthropic-version` header.
+    pub api_version: Option<String>,
+    pub connect_timeout_ms: u64,
+    /// Until the response headers (non-streaming: the whole body) arrive.
+    pub first_byte_timeout_ms: u64,
+    /// Whole exchange, streaming included.
+    pub total_timeout_ms: u64,
+    /// `mock` only: delay before answering.
+    pub mock_latency_ms: u64,
+    /// `mock` only: delay between streamed chunks.
+    pub mock_chunk_interval_ms: u64,
+}
+
+impl Default for ProviderConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            kind: ProviderKind::default(),
+            base_url: None,
+            api_key: None,
+            api_key_env: None,
+            api_key_file: None,
+            api_version: None,
+            connect_timeout_ms: 5_000,
+            first_byte_timeout_ms: 120_000,
+            total_timeout_ms: 600_000,
+            mock_latency_ms: 0,
+            mock_chunk_interval_ms: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The name clients send as `model`.
+    pub name: String,
+    /// The provider serving it.
+    pub provider: String,
+    /// The provider's own name for it (Azure: the deployment); defaults to `name`.
+    #[serde(default)]
+    pub upstream_model: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -7,6 +7,7 @@ pub mod ids;
 pub mod money;
 pub mod password;
 pub mod role;
+pub mod secret;
 pub mod time;
 
 pub use email::Email;

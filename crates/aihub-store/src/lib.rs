@@ -4,7 +4,8 @@
 //! the schema lives in one migration folder per backend. Services mint ids and timestamps and
 //! the store writes them as given.
 //!
-//! Queries are grouped by domain noun: [`users`], [`orgs`], [`keys`], [`sessions`].
+//! Queries are grouped by domain noun: [`users`], [`orgs`], [`keys`], [`sessions`], [`usage`],
+//! [`catalog`].
 
 use std::path::Path;
 use std::str::FromStr;
@@ -16,16 +17,20 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub mod catalog;
 pub mod keys;
 pub mod orgs;
 pub mod sessions;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod usage;
 pub mod users;
 
+pub use catalog::{ModelRecord, PriceRecord, ProviderRecord};
 pub use keys::{ApiKey, KeyAuth, KeyChanges, NewApiKey};
 pub use orgs::{Membership, Org};
 pub use sessions::{Session, SessionAuth};
+pub use usage::{UsageGroup, UsageGrouping, UsageRecord, UsageTotals};
 pub use users::{NewUser, User};
 
 /// Errors from the store. Database details stay inside `Database` and are logged, never shown

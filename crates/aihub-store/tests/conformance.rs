@@ -6,13 +6,17 @@
     reason = "tests: a failed step should fail the test loudly"
 )]
 
+use aihub_core::Currency;
+use aihub_core::config::ProviderKind;
 use aihub_core::time::now;
 use aihub_core::{Email, KeyId, OrgId, SessionId, UserId};
 use aihub_store::testing::TestDb;
 use aihub_store::{
-    ApiKey, BackendKind, KeyChanges, NewApiKey, NewUser, Org, Session, Store, StoreError, User,
+    ApiKey, BackendKind, KeyChanges, ModelRecord, NewApiKey, NewUser, Org, PriceRecord,
+    ProviderRecord, Session, Store, StoreError, UsageGroup, UsageGrouping, UsageRecord, User,
 };
 use chrono::Duration;
+use uuid::Uuid;
 
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
@@ -51,6 +55,10 @@ conformance!(
     key_auth_reports_owner_state,
     last_used_never_moves_backwards,
     sessions_lifecycle,
+    usage_inserts_are_idempotent_and_roll_up,
+    usage_records_paginate_and_filter,
+    catalog_providers_and_models,
+    prices_are_append_only,
 );
 
 fn new_user(email: &str) -> NewUser {
@@ -627,6 +635,275 @@ async fn sessions_lifecycle(db: &TestDb) {
         store.delete_user_sessions(a.user.id, None).await.unwrap(),
         1
     );
+}
+
+fn usage(
+    org: OrgId,
+    key: Option<KeyId>,
+    model: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> UsageRecord {
+    UsageRecord {
+        request_id: Uuid::now_v7(),
+        org_id: org,
+        user_id: None,
+        key_id: key,
+        team_id: None,
+        endpoint: "chat.completions".into(),
+        model: model.into(),
+        provider: Some("mock".into()),
+        upstream_model: Some(model.into()),
+        prompt_tokens: 10,
+        completion_tokens: 20,
+        cached_tokens: 2,
+        cost_micros: 1_234,
+        currency: Currency::USD,
+        status: 200,
+        error_code: None,
+        latency_ms: 12,
+        ttft_ms: Some(3),
+        streamed: true,
+        estimated: false,
+        created_at: at,
+    }
+}
+
+async fn usage_inserts_are_idempotent_and_roll_up(db: &TestDb) {
+    let (store, a) = seeded(db, "a@example.com").await;
+    let org = a.personal_org.id;
+    let key = KeyId::new();
+    let day1 = chrono::DateTime::parse_from_rfc3339("2026-11-01T10:00:00Z")
+        .unwrap()
+        .to_utc();
+    let day2 = day1 + Duration::days(1);
+    let mut records = vec![
+        usage(org, Some(key), "gpt-4o", day1),
+        usage(org, Some(key), "gpt-4o", day1),
+        usage(org, None, "claude", day2),
+    ];
+    records[1].status = 502;
+    records[1].error_code = Some("upstream_error".into());
+    assert_eq!(store.insert_usage(&records).await.unwrap(), 3);
+    // Replaying the same batch (a journal replay after a crash) inserts nothing and leaves the
+    // rollups unchanged; a batch mixing old and new adds only the new one.
+    assert_eq!(store.insert_usage(&records).await.unwrap(), 0);
+    let extra = usage(org, Some(key), "gpt-4o", day2);
+    assert_eq!(
+        store
+            .insert_usage(&[records[0].clone(), extra.clone()])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(store.usage_count().await.unwrap(), 4);
+    assert_eq!(
+        store
+            .usage_record(records[2].request_id)
+            .await
+            .unwrap()
+            .unwrap(),
+        records[2]
+    );
+
+    let d1 = aihub_store::usage::day_of(day1);
+    let by_day = store
+        .usage_totals(org, d1, d1 + 1, UsageGrouping::Day)
+        .await
+        .unwrap();
+    assert_eq!(by_day.len(), 2);
+    assert_eq!(by_day[0].group, UsageGroup::Day(day1.date_naive()));
+    assert_eq!((by_day[0].requests, by_day[0].errors), (2, 1));
+    assert_eq!(by_day[0].prompt_tokens, 20);
+    assert_eq!(by_day[0].completion_tokens, 40);
+    assert_eq!(by_day[0].cached_tokens, 4);
+    assert_eq!(by_day[0].cost_micros, 2_468);
+    assert_eq!(by_day[1].requests, 2);
+    let by_model = store
+        .usage_totals(org, d1, d1 + 1, UsageGrouping::Model)
+        .await
+        .unwrap();
+    let models: Vec<_> = by_model
+        .iter()
+        .map(|t| (t.group.clone(), t.requests))
+        .collect();
+    assert_eq!(
+        models,
+        vec![
+            (UsageGroup::Model("claude".into()), 1),
+            (UsageGroup::Model("gpt-4o".into()), 3)
+        ]
+    );
+    let by_key = store
+        .usage_totals(org, d1, d1 + 1, UsageGrouping::Key)
+        .await
+        .unwrap();
+    assert_eq!(by_key.len(), 2);
+    assert!(
+        by_key
+            .iter()
+            .any(|t| t.group == UsageGroup::Key(None) && t.requests == 1)
+    );
+    assert!(
+        by_key
+            .iter()
+            .any(|t| t.group == UsageGroup::Key(Some(key)) && t.requests == 3)
+    );
+    assert_eq!(by_key[0].currency, "USD");
+    // Other orgs and other days see nothing.
+    assert!(
+        store
+            .usage_totals(OrgId::new(), d1, d1 + 1, UsageGrouping::Day)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .usage_totals(org, d1 + 2, d1 + 9, UsageGrouping::Day)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Large batches go in chunks.
+    let many: Vec<_> = (0..1_200).map(|_| usage(org, None, "bulk", day1)).collect();
+    assert_eq!(store.insert_usage(&many).await.unwrap(), 1_200);
+    assert_eq!(store.insert_usage(&[]).await.unwrap(), 0);
+}
+
+async fn usage_records_paginate_and_filter(db: &TestDb) {
+    let (store, a) = seeded(db, "a@example.com").await;
+    let org = a.personal_org.id;
+    let t0 = now();
+    let records: Vec<_> = (0..5)
+        .map(|i| usage(org, None, "m", t0 + Duration::seconds(i)))
+        .collect();
+    store.insert_usage(&records).await.unwrap();
+    store
+        .insert_usage(&[usage(OrgId::new(), None, "m", t0)])
+        .await
+        .unwrap();
+    let p1 = store.usage_records(org, None, None, None, 2).await.unwrap();
+    assert_eq!(
+        p1.iter().map(|r| r.request_id).collect::<Vec<_>>(),
+        vec![records[4].request_id, records[3].request_id]
+    );
+    let p2 = store
+        .usage_records(org, Some(p1[1].request_id), None, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(p2.len(), 3);
+    let window = store
+        .usage_records(
+            org,
+            None,
+            Some(t0 + Duration::seconds(1)),
+            Some(t0 + Duration::seconds(3)),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(window.len(), 2);
+}
+
+async fn catalog_providers_and_models(db: &TestDb) {
+    let store = db.store().await;
+    let t = now();
+    let mut p = ProviderRecord {
+        id: Uuid::now_v7(),
+        name: "deepseek".into(),
+        kind: ProviderKind::Openai,
+        base_url: Some("https://api.deepseek.com/v1".into()),
+        api_key_env: Some("DEEPSEEK_API_KEY".into()),
+        api_key_file: None,
+        api_version: None,
+        connect_timeout_ms: 1_000,
+        first_byte_timeout_ms: 2_000,
+        total_timeout_ms: 3_000,
+        mock_latency_ms: 0,
+        mock_chunk_interval_ms: 0,
+        created_at: t,
+        updated_at: t,
+    };
+    store.upsert_provider(&p).await.unwrap();
+    p.base_url = Some("https://proxy.example/v1".into());
+    store.upsert_provider(&p).await.unwrap();
+    assert_eq!(store.providers().await.unwrap(), vec![p.clone()]);
+    let dup = ProviderRecord {
+        id: Uuid::now_v7(),
+        ..p.clone()
+    };
+    assert!(matches!(
+        store.upsert_provider(&dup).await,
+        Err(StoreError::Conflict)
+    ));
+
+    let m = ModelRecord {
+        id: Uuid::now_v7(),
+        name: "deepseek-chat".into(),
+        provider: "deepseek".into(),
+        upstream_model: None,
+        created_at: t,
+        updated_at: t,
+    };
+    store.upsert_model(&m).await.unwrap();
+    assert_eq!(store.models().await.unwrap(), vec![m.clone()]);
+    assert!(matches!(
+        store
+            .upsert_model(&ModelRecord {
+                id: Uuid::now_v7(),
+                ..m.clone()
+            })
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(store.delete_model("deepseek-chat").await.unwrap());
+    assert!(!store.delete_model("deepseek-chat").await.unwrap());
+    assert!(store.delete_provider("deepseek").await.unwrap());
+    assert!(store.providers().await.unwrap().is_empty());
+}
+
+async fn prices_are_append_only(db: &TestDb) {
+    let store = db.store().await;
+    let t = now();
+    let price = |from: chrono::DateTime<chrono::Utc>, input: i64| PriceRecord {
+        id: Uuid::now_v7(),
+        model: "gpt-4o".into(),
+        currency: Currency::USD,
+        input_micros: input,
+        cached_input_micros: Some(1_250_000),
+        output_micros: 10_000_000,
+        effective_from: from,
+        source: "default".into(),
+        created_by: None,
+        created_at: t,
+    };
+    let old = price(t - Duration::days(30), 5_000_000);
+    let new = price(t, 2_500_000);
+    assert_eq!(
+        store
+            .seed_prices(&[old.clone(), new.clone()])
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store.seed_prices(&[price(t, 1)]).await.unwrap(),
+        0,
+        "existing rows are kept"
+    );
+    assert!(matches!(
+        store.insert_price(&price(t, 1)).await,
+        Err(StoreError::Conflict)
+    ));
+    store
+        .insert_price(&price(t + Duration::days(1), 2_000_000))
+        .await
+        .unwrap();
+    let all = store.prices().await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0], old);
+    assert_eq!(all[1], new);
 }
 
 #[tokio::test]

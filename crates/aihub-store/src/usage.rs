@@ -1,0 +1,408 @@
+//! Usage records and their daily rollups. Records arrive in batches from the gateway's journal
+//! loader; inserting is idempotent on the request id, and only rows actually inserted are added
+//! to the rollups, so a replayed batch changes nothing.
+
+use std::collections::HashMap;
+
+use aihub_core::time::{from_millis, to_millis};
+use aihub_core::{Currency, KeyId, OrgId, TeamId, UserId};
+use chrono::{DateTime, NaiveDate, Utc};
+use uuid::Uuid;
+
+use crate::{Result, Store, StoreError, on_backend};
+
+/// One metered request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRecord {
+    pub request_id: Uuid,
+    pub org_id: OrgId,
+    pub user_id: Option<UserId>,
+    pub key_id: Option<KeyId>,
+    pub team_id: Option<TeamId>,
+    /// `chat.completions`, `completions` or `embeddings`.
+    pub endpoint: String,
+    /// The model the client asked for.
+    pub model: String,
+    pub provider: Option<String>,
+    pub upstream_model: Option<String>,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cached_tokens: i64,
+    pub cost_micros: i64,
+    pub currency: Currency,
+    /// HTTP status given to the client (0: none, the gateway stopped first).
+    pub status: i32,
+    pub error_code: Option<String>,
+    pub latency_ms: i64,
+    pub ttft_ms: Option<i64>,
+    pub streamed: bool,
+    /// Token counts were estimated (the upstream reported none).
+    pub estimated: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+impl UsageRecord {
+    #[must_use]
+    pub fn is_error(&self) -> bool {
+        !(200..300).contains(&self.status) || self.error_code.is_some()
+    }
+}
+
+/// Days since the Unix epoch (UTC) of `t`: the rollup bucket.
+#[must_use]
+pub fn day_of(t: DateTime<Utc>) -> i64 {
+    t.timestamp().div_euclid(86_400)
+}
+
+/// The calendar date of a rollup day number.
+#[must_use]
+pub fn date_of_day(day: i64) -> NaiveDate {
+    DateTime::<Utc>::UNIX_EPOCH.date_naive() + chrono::Days::new(u64::try_from(day).unwrap_or(0))
+}
+
+#[derive(sqlx::FromRow)]
+struct UsageRow {
+    request_id: Uuid,
+    org_id: Uuid,
+    user_id: Option<Uuid>,
+    key_id: Option<Uuid>,
+    team_id: Option<Uuid>,
+    endpoint: String,
+    model: String,
+    provider: Option<String>,
+    upstream_model: Option<String>,
+    prompt_tokens: i64,
+    completion_tokens: i64,
+    cached_tokens: i64,
+    cost_micros: i64,
+    currency: String,
+    status: i32,
+    error_code: Option<String>,
+    latency_ms: i64,
+    ttft_ms: Option<i64>,
+    streamed: bool,
+    estimated: bool,
+    created_at: i64,
+}
+
+impl TryFrom<UsageRow> for UsageRecord {
+    type Error = StoreError;
+
+    fn try_from(r: UsageRow) -> Result<Self> {
+        Ok(UsageRecord {
+            request_id: r.request_id,
+            org_id: OrgId::from_uuid(r.org_id),
+            user_id: r.user_id.map(UserId::from_uuid),
+            key_id: r.key_id.map(KeyId::from_uuid),
+            team_id: r.team_id.map(TeamId::from_uuid),
+            endpoint: r.endpoint,
+            model: r.model,
+            provider: r.provider,
+            upstream_model: r.upstream_model,
+            prompt_tokens: r.prompt_tokens,
+            completion_tokens: r.completion_tokens,
+            cached_tokens: r.cached_tokens,
+            cost_micros: r.cost_micros,
+            currency: Currency::parse(&r.currency)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            status: r.status,
+            error_code: r.error_code,
+            latency_ms: r.latency_ms,
+            ttft_ms: r.ttft_ms,
+            streamed: r.streamed,
+            estimated: r.estimated,
+            created_at: from_millis(r.created_at),
+        })
+    }
+}
+
+macro_rules! usage_columns {
+    () => {
+        "request_id, org_id, user_id, key_id, team_id, endpoint, model, provider, upstream_model, \
+         prompt_tokens, completion_tokens, cached_tokens, cost_micros, currency, status, \
+         error_code, latency_ms, ttft_ms, streamed, estimated, created_at"
+    };
+}
+
+/// Rows per multi-row INSERT (21 parameters each; well under both backends' limits).
+const INSERT_CHUNK: usize = 500;
+
+/// How a usage summary is split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageGrouping {
+    Day,
+    Model,
+    Key,
+}
+
+/// The group a row of a usage summary belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UsageGroup {
+    Day(NaiveDate),
+    Model(String),
+    /// `None`: requests made without a key.
+    Key(Option<KeyId>),
+}
+
+/// Totals of one group (and currency) of a usage summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageTotals {
+    pub group: UsageGroup,
+    pub currency: String,
+    pub requests: i64,
+    pub errors: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cached_tokens: i64,
+    pub cost_micros: i64,
+}
+
+type TotalsRow<G> = (G, String, i64, i64, i64, i64, i64, i64);
+
+fn totals<G>(row: TotalsRow<G>, group: impl FnOnce(G) -> UsageGroup) -> UsageTotals {
+    let (
+        g,
+        currency,
+        requests,
+        errors,
+        prompt_tokens,
+        completion_tokens,
+        cached_tokens,
+        cost_micros,
+    ) = row;
+    UsageTotals {
+        group: group(g),
+        currency,
+        requests,
+        errors,
+        prompt_tokens,
+        completion_tokens,
+        cached_tokens,
+        cost_micros,
+    }
+}
+
+#[derive(Default)]
+struct Rollup {
+    requests: i64,
+    errors: i64,
+    prompt_tokens: i64,
+    completion_tokens: i64,
+    cached_tokens: i64,
+    cost_micros: i64,
+}
+
+type RollupKey = (Uuid, i64, Uuid, Uuid, Uuid, String, String);
+
+fn rollup_key(r: &UsageRecord) -> RollupKey {
+    (
+        r.org_id.as_uuid(),
+        day_of(r.created_at),
+        r.user_id.map_or(Uuid::nil(), |u| u.as_uuid()),
+        r.team_id.map_or(Uuid::nil(), |t| t.as_uuid()),
+        r.key_id.map_or(Uuid::nil(), |k| k.as_uuid()),
+        r.model.clone(),
+        r.currency.to_string(),
+    )
+}
+
+impl Store {
+    /// Inserts the records whose request id is new and adds exactly those to the daily rollups,
+    /// in one transaction. Returns how many were new.
+    pub async fn insert_usage(&self, records: &[UsageRecord]) -> Result<u64> {
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let by_id: HashMap<Uuid, &UsageRecord> =
+            records.iter().map(|r| (r.request_id, r)).collect();
+        let inserted = on_backend!(self.writer(), |p| {
+            let mut tx = p.begin().await?;
+            let mut inserted: Vec<Uuid> = Vec::with_capacity(records.len());
+            for chunk in records.chunks(INSERT_CHUNK) {
+                let mut qb = sqlx::QueryBuilder::new(concat!(
+                    "INSERT INTO usage_records (",
+                    usage_columns!(),
+                    ") "
+                ));
+                qb.push_values(chunk, |mut b, r| {
+                    b.push_bind(r.request_id)
+                        .push_bind(r.org_id.as_uuid())
+                        .push_bind(r.user_id.map(|u| u.as_uuid()))
+                        .push_bind(r.key_id.map(|k| k.as_uuid()))
+                        .push_bind(r.team_id.map(|t| t.as_uuid()))
+                        .push_bind(&r.endpoint)
+                        .push_bind(&r.model)
+                        .push_bind(&r.provider)
+                        .push_bind(&r.upstream_model)
+                        .push_bind(r.prompt_tokens)
+                        .push_bind(r.completion_tokens)
+                        .push_bind(r.cached_tokens)
+                        .push_bind(r.cost_micros)
+                        .push_bind(r.currency.to_string())
+                        .push_bind(r.status)
+                        .push_bind(&r.error_code)
+                        .push_bind(r.latency_ms)
+                        .push_bind(r.ttft_ms)
+                        .push_bind(r.streamed)
+                        .push_bind(r.estimated)
+                        .push_bind(to_millis(r.created_at));
+                });
+                qb.push(" ON CONFLICT (request_id) DO NOTHING RETURNING request_id");
+                let ids: Vec<Uuid> = qb.build_query_scalar().fetch_all(&mut *tx).await?;
+                inserted.extend(ids);
+            }
+            let mut rollups: HashMap<RollupKey, Rollup> = HashMap::new();
+            for id in &inserted {
+                let Some(r) = by_id.get(id) else { continue };
+                let t = rollups.entry(rollup_key(r)).or_default();
+                t.requests += 1;
+                t.errors += i64::from(r.is_error());
+                t.prompt_tokens += r.prompt_tokens;
+                t.completion_tokens += r.completion_tokens;
+                t.cached_tokens += r.cached_tokens;
+                t.cost_micros += r.cost_micros;
+            }
+            for ((org, day, user, team, key, model, currency), t) in &rollups {
+                sqlx::query(
+                    "INSERT INTO usage_daily (org_id, day, user_id, team_id, key_id, model, currency, \
+                     requests, errors, prompt_tokens, completion_tokens, cached_tokens, cost_micros) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                     ON CONFLICT (org_id, day, user_id, team_id, key_id, model, currency) DO UPDATE SET \
+                     requests = usage_daily.requests + excluded.requests, \
+                     errors = usage_daily.errors + excluded.errors, \
+                     prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens, \
+                     completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens, \
+                     cached_tokens = usage_daily.cached_tokens + excluded.cached_tokens, \
+                     cost_micros = usage_daily.cost_micros + excluded.cost_micros",
+                )
+                .bind(org)
+                .bind(day)
+                .bind(user)
+                .bind(team)
+                .bind(key)
+                .bind(model)
+                .bind(currency)
+                .bind(t.requests)
+                .bind(t.errors)
+                .bind(t.prompt_tokens)
+                .bind(t.completion_tokens)
+                .bind(t.cached_tokens)
+                .bind(t.cost_micros)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            inserted.len()
+        });
+        Ok(u64::try_from(inserted).unwrap_or(u64::MAX))
+    }
+
+    /// Raw records of `org`, newest first, optionally within `[from, to)`.
+    pub async fn usage_records(
+        &self,
+        org: OrgId,
+        before: Option<Uuid>,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        limit: u32,
+    ) -> Result<Vec<UsageRecord>> {
+        let rows: Vec<UsageRow> = on_backend!(self.reader(), |p| {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                usage_columns!(),
+                " FROM usage_records WHERE org_id = $1 AND ($2 IS NULL OR request_id < $2) \
+                 AND ($3 IS NULL OR created_at >= $3) AND ($4 IS NULL OR created_at < $4) \
+                 ORDER BY request_id DESC LIMIT $5"
+            ))
+            .bind(org.as_uuid())
+            .bind(before)
+            .bind(from.map(to_millis))
+            .bind(to.map(to_millis))
+            .bind(i64::from(limit))
+            .fetch_all(p)
+            .await
+        })?;
+        rows.into_iter().map(UsageRecord::try_from).collect()
+    }
+
+    /// One record by request id, whatever its organization (tests and operators).
+    pub async fn usage_record(&self, request_id: Uuid) -> Result<Option<UsageRecord>> {
+        let row: Option<UsageRow> = on_backend!(self.reader(), |p| {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                usage_columns!(),
+                " FROM usage_records WHERE request_id = $1"
+            ))
+            .bind(request_id)
+            .fetch_optional(p)
+            .await
+        })?;
+        row.map(UsageRecord::try_from).transpose()
+    }
+
+    /// Number of usage records (all organizations).
+    pub async fn usage_count(&self) -> Result<i64> {
+        Ok(on_backend!(self.reader(), |p| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM usage_records")
+                .fetch_one(p)
+                .await
+        })?)
+    }
+
+    /// Totals of `org` between day numbers `from_day` and `to_day` (inclusive), read from the
+    /// rollups, never from raw records.
+    pub async fn usage_totals(
+        &self,
+        org: OrgId,
+        from_day: i64,
+        to_day: i64,
+        grouping: UsageGrouping,
+    ) -> Result<Vec<UsageTotals>> {
+        macro_rules! totals_sql {
+            ($group:literal) => {
+                concat!(
+                    "SELECT ",
+                    $group,
+                    ", currency, CAST(SUM(requests) AS BIGINT), CAST(SUM(errors) AS BIGINT), \
+                     CAST(SUM(prompt_tokens) AS BIGINT), CAST(SUM(completion_tokens) AS BIGINT), \
+                     CAST(SUM(cached_tokens) AS BIGINT), CAST(SUM(cost_micros) AS BIGINT) \
+                     FROM usage_daily WHERE org_id = $1 AND day >= $2 AND day <= $3 GROUP BY ",
+                    $group,
+                    ", currency ORDER BY ",
+                    $group,
+                    ", currency"
+                )
+            };
+        }
+        macro_rules! fetch {
+            ($sql:expr, $g:ty) => {
+                on_backend!(self.reader(), |p| {
+                    sqlx::query_as::<_, TotalsRow<$g>>($sql)
+                        .bind(org.as_uuid())
+                        .bind(from_day)
+                        .bind(to_day)
+                        .fetch_all(p)
+                        .await
+                })?
+            };
+        }
+        Ok(match grouping {
+            UsageGrouping::Day => fetch!(totals_sql!("day"), i64)
+                .into_iter()
+                .map(|r| totals(r, |d| UsageGroup::Day(date_of_day(d))))
+                .collect(),
+            UsageGrouping::Model => fetch!(totals_sql!("model"), String)
+                .into_iter()
+                .map(|r| totals(r, UsageGroup::Model))
+                .collect(),
+            UsageGrouping::Key => fetch!(totals_sql!("key_id"), Uuid)
+                .into_iter()
+                .map(|r| {
+                    totals(r, |k: Uuid| {
+                        UsageGroup::Key((!k.is_nil()).then(|| KeyId::from_uuid(k)))
+                    })
+                })
+                .collect(),
+        })
+    }
+}
