@@ -182,6 +182,9 @@ pub struct GatewayConfig {
     /// usage it reports is billed exactly. At most this many streams drain at once; beyond
     /// that, the upstream is closed and the tokens produced so far are billed (estimated).
     pub max_draining_streams: usize,
+    /// Directory from which providers created through the admin API may read credential files
+    /// (`api_key_file` is relative to it).
+    pub secrets_dir: PathBuf,
 }
 
 impl Default for GatewayConfig {
@@ -193,6 +196,7 @@ impl Default for GatewayConfig {
             max_request_bytes: 10 * 1024 * 1024,
             max_response_bytes: 32 * 1024 * 1024,
             max_draining_streams: 256,
+            secrets_dir: PathBuf::from("secrets"),
         }
     }
 }

@@ -17,6 +17,8 @@ pub enum MoneyError {
     CurrencyMismatch(Currency, Currency),
     #[error("amount out of range")]
     Overflow,
+    #[error("amount must be a decimal number like 2.50 with at most 6 decimal places")]
+    BadAmount,
 }
 
 /// An ISO 4217 currency code, upper-case ASCII.
@@ -166,6 +168,39 @@ impl Money {
     }
 }
 
+/// Parses a decimal amount in major units (`"2.50"`, `"0.000075"`, `"12"`) into exact micro-units.
+/// At most six decimal places; no sign, exponent or separators. Never goes through a float.
+pub fn parse_decimal_micros(s: &str) -> Result<i64, MoneyError> {
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty()
+        || !digits(whole)
+        || !digits(frac)
+        || frac.len() > 6
+        || (s.contains('.') && frac.is_empty())
+    {
+        return Err(MoneyError::BadAmount);
+    }
+    let whole: i64 = whole.parse().map_err(|_| MoneyError::Overflow)?;
+    let mut frac_micros: i64 = 0;
+    for (i, b) in frac.bytes().enumerate() {
+        let place = 10_i64.pow(5 - u32::try_from(i).unwrap_or(5));
+        frac_micros += i64::from(b - b'0') * place;
+    }
+    whole
+        .checked_mul(MICROS_PER_UNIT)
+        .and_then(|w| w.checked_add(frac_micros))
+        .ok_or(MoneyError::Overflow)
+}
+
+/// Formats micro-units as the shortest exact decimal in major units (`2500000` → `"2.5"`).
+#[must_use]
+pub fn format_decimal_micros(micros: i64) -> String {
+    let s = Money::new(micros, Currency::USD).to_decimal_string();
+    let s = s.trim_end_matches('0');
+    s.strip_suffix('.').unwrap_or(s).to_owned()
+}
+
 fn div_round_half_even(n: i128, d: i128) -> i128 {
     let q = n.div_euclid(d);
     let r = n.rem_euclid(d);
@@ -267,6 +302,45 @@ mod tests {
         assert_eq!(jpy.round_to_minor_unit().micros, 2_000_000);
         let kwd = Money::new(1_234_567, Currency::parse("KWD").unwrap());
         assert_eq!(kwd.round_to_minor_unit().micros, 1_235_000);
+    }
+
+    #[test]
+    fn decimal_parsing_is_exact() {
+        assert_eq!(parse_decimal_micros("2.50"), Ok(2_500_000));
+        assert_eq!(parse_decimal_micros("0.000075"), Ok(75));
+        assert_eq!(parse_decimal_micros("12"), Ok(12_000_000));
+        assert_eq!(parse_decimal_micros("0"), Ok(0));
+        assert_eq!(parse_decimal_micros("0.1"), Ok(100_000));
+        for bad in [
+            "",
+            ".5",
+            "1.",
+            "1.1234567",
+            "-1",
+            "1e3",
+            "1,000",
+            " 1",
+            "abc",
+            "1.2.3",
+        ] {
+            assert_eq!(
+                parse_decimal_micros(bad),
+                Err(MoneyError::BadAmount),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            parse_decimal_micros("99999999999999999999"),
+            Err(MoneyError::Overflow)
+        );
+        assert_eq!(
+            parse_decimal_micros("9223372036854.775808"),
+            Err(MoneyError::Overflow)
+        );
+        assert_eq!(format_decimal_micros(2_500_000), "2.5");
+        assert_eq!(format_decimal_micros(75), "0.000075");
+        assert_eq!(format_decimal_micros(12_000_000), "12");
+        assert_eq!(format_decimal_micros(0), "0");
     }
 
     #[test]

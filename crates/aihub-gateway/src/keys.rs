@@ -4,8 +4,15 @@
 //! edit, user disabled) evict affected entries before the service call returns, through
 //! [`Invalidation`] events. Unknown keys are cached too (as misses), so a flood of made-up keys
 //! cannot reach the database.
+//!
+//! A lookup that read the database just before a revocation committed could otherwise put the
+//! stale key back after the eviction. Every entry therefore records the invalidation generation
+//! current when its database read began; an entry older than the latest invalidation is checked
+//! against the recent invalidations and reloaded if one of them concerns it.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aihub_core::config::GatewayConfig;
@@ -18,9 +25,28 @@ use moka::future::Cache;
 
 /// A cached lookup result: the key, or the fact that no key has this hash.
 #[derive(Clone)]
-enum Entry {
-    Found(Arc<KeyAuth>),
+enum Found {
+    Key(Arc<KeyAuth>),
     Missing,
+}
+
+#[derive(Clone)]
+struct Entry {
+    found: Found,
+    /// Invalidation generation when the database read began.
+    generation: u64,
+}
+
+/// Invalidations remembered for the stale-entry check (older ones are covered by the TTL).
+const RECENT_INVALIDATIONS: usize = 4096;
+
+fn concerns(event: &Invalidation, hash: &[u8; 32], found: &Found) -> bool {
+    match (event, found) {
+        (Invalidation::KeyHash(h), _) => h == hash,
+        (Invalidation::User(u), Found::Key(a)) => a.key.owner_user_id == Some(*u),
+        (Invalidation::Org(o), Found::Key(a)) => a.key.org_id == *o,
+        (_, Found::Missing) => false,
+    }
 }
 
 /// A key that passed every check for this request.
@@ -38,6 +64,8 @@ pub enum KeyAuthError {
 pub struct KeyCache {
     keys: Keys,
     cache: Cache<[u8; 32], Entry>,
+    generation: Arc<AtomicU64>,
+    recent: Arc<Mutex<VecDeque<(u64, Invalidation)>>>,
 }
 
 impl KeyCache {
@@ -48,7 +76,29 @@ impl KeyCache {
             .time_to_live(Duration::from_secs(config.key_cache_ttl_secs.max(1)))
             .support_invalidation_closures()
             .build();
-        Self { keys, cache }
+        Self {
+            keys,
+            cache,
+            generation: Arc::new(AtomicU64::new(0)),
+            recent: Arc::new(Mutex::new(VecDeque::new())),
+        }
+    }
+
+    /// Whether an invalidation newer than `entry` concerns it.
+    fn is_stale(&self, hash: &[u8; 32], entry: &Entry) -> bool {
+        if entry.generation == self.generation.load(Ordering::Acquire) {
+            return false;
+        }
+        let recent = self
+            .recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let oldest = recent.front().map_or(u64::MAX, |(g, _)| *g);
+        // Older than anything remembered: cannot tell, so reload.
+        entry.generation + 1 < oldest
+            || recent
+                .iter()
+                .any(|(g, ev)| *g > entry.generation && concerns(ev, hash, &entry.found))
     }
 
     /// Resolves a presented bearer secret into a usable key at `now`.
@@ -61,25 +111,37 @@ impl KeyCache {
             return Err(KeyAuthError::Rejected(KeyRejection::Unknown));
         }
         let hash = aihub_service::crypto::sha256(presented.as_bytes());
-        let keys = self.keys.clone();
-        let owned = presented.to_owned();
-        let entry = self
-            .cache
-            .try_get_with(hash, async move {
-                keys.find_by_secret(&owned).await.map(|found| match found {
-                    Some((_, auth)) => Entry::Found(Arc::new(auth)),
-                    None => Entry::Missing,
-                })
-            })
-            .await
-            .map_err(KeyAuthError::Lookup)?;
-        match entry {
-            Entry::Missing => Err(KeyAuthError::Rejected(KeyRejection::Unknown)),
-            Entry::Found(auth) => {
+        let mut entry = self.lookup(hash, presented).await?;
+        if self.is_stale(&hash, &entry) {
+            self.cache.invalidate(&hash).await;
+            entry = self.lookup(hash, presented).await?;
+        }
+        match entry.found {
+            Found::Missing => Err(KeyAuthError::Rejected(KeyRejection::Unknown)),
+            Found::Key(auth) => {
                 check_usable(&auth, now).map_err(KeyAuthError::Rejected)?;
                 Ok(auth)
             }
         }
+    }
+
+    async fn lookup(&self, hash: [u8; 32], presented: &str) -> Result<Entry, KeyAuthError> {
+        let keys = self.keys.clone();
+        let owned = presented.to_owned();
+        let generation = self.generation.clone();
+        self.cache
+            .try_get_with(hash, async move {
+                let generation = generation.load(Ordering::Acquire);
+                keys.find_by_secret(&owned).await.map(|found| Entry {
+                    found: match found {
+                        Some((_, auth)) => Found::Key(Arc::new(auth)),
+                        None => Found::Missing,
+                    },
+                    generation,
+                })
+            })
+            .await
+            .map_err(KeyAuthError::Lookup)
     }
 
     /// Subscribes this cache to `events`.
@@ -91,6 +153,17 @@ impl KeyCache {
     /// Applies one invalidation event. moka's predicate invalidation takes effect for reads at
     /// once (entries are dropped lazily afterwards), which is what makes revocation immediate.
     pub fn apply(&self, event: &Invalidation) {
+        {
+            let mut recent = self
+                .recent
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+            recent.push_back((generation, event.clone()));
+            if recent.len() > RECENT_INVALIDATIONS {
+                recent.pop_front();
+            }
+        }
         let result = match event {
             Invalidation::KeyHash(hash) => {
                 let hash = *hash;
@@ -99,13 +172,13 @@ impl KeyCache {
             Invalidation::User(user) => {
                 let user = *user;
                 self.cache.invalidate_entries_if(
-                    move |_, e| matches!(e, Entry::Found(a) if a.key.owner_user_id == Some(user)),
+                    move |_, e| matches!(&e.found, Found::Key(a) if a.key.owner_user_id == Some(user)),
                 )
             }
             Invalidation::Org(org) => {
                 let org = *org;
                 self.cache.invalidate_entries_if(
-                    move |_, e| matches!(e, Entry::Found(a) if a.key.org_id == org),
+                    move |_, e| matches!(&e.found, Found::Key(a) if a.key.org_id == org),
                 )
             }
         };

@@ -15,8 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aihub_core::config::Config;
-use aihub_gateway::KeyCache;
+use aihub_gateway::journal::Journal;
 use aihub_gateway::last_used::LastUsed;
+use aihub_gateway::loader::Loader;
+use aihub_gateway::{Gateway, KeyCache};
 use aihub_service::Services;
 use aihub_store::Store;
 use anyhow::Context;
@@ -48,10 +50,34 @@ impl Application {
             .migrate()
             .await
             .context("applying database migrations")?;
-        let services = Services::new(store, &config);
+        let services = Services::build(store.clone(), &config)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("loading providers, models and prices")?;
         let key_cache = KeyCache::new(services.keys.clone(), &config.gateway);
         key_cache.subscribe_to(&services.events);
         let last_used = Arc::new(LastUsed::new(services.keys.clone()));
+
+        // Usage: the journal first, then load what an earlier run left in it, so that the
+        // database is up to date before serving.
+        let journal = Arc::new(Journal::open(&config.usage).with_context(|| {
+            format!(
+                "opening the usage journal in {}",
+                config.usage.journal_dir.display()
+            )
+        })?);
+        let mut loader = Loader::new(journal.clone(), store, config.usage.load_batch)
+            .context("reading the journal checkpoint")?;
+        match loader.step().await {
+            Ok(n) if n > 0 => tracing::info!(records = n, "usage recovered from the journal"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not replay the usage journal yet"),
+        }
+        let gateway = Arc::new(Gateway::new(
+            services.catalog.clone(),
+            journal.clone(),
+            &config.gateway,
+        ));
 
         let tasks = TaskTracker::new();
         let stop_tasks = CancellationToken::new();
@@ -60,6 +86,15 @@ impl Application {
             stop_tasks.clone(),
         ));
         tasks.spawn(sweep_sessions(services.clone(), stop_tasks.clone()));
+        tasks.spawn(journal.clone().run_sync(
+            Duration::from_millis(config.usage.fsync_interval_ms),
+            stop_tasks.clone(),
+        ));
+        tasks.spawn(loader.run(
+            Duration::from_millis(config.usage.load_interval_ms),
+            stop_tasks.clone(),
+            Duration::from_secs(config.server.shutdown_grace_secs.max(1)),
+        ));
 
         let listener = TcpListener::bind(config.server.listen)
             .await
@@ -71,6 +106,7 @@ impl Application {
                 services,
                 key_cache,
                 last_used,
+                gateway,
             },
             tasks,
             stop_tasks,
@@ -87,13 +123,17 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves, drains in-flight requests, then stops the background
-    /// tasks (which flush what they hold) and closes the database.
+    /// Serves until `shutdown` resolves, drains in-flight requests (and request tasks whose
+    /// clients left), then stops the background tasks — which flush what they hold: key usage
+    /// times, the journal's last fsync, the last usage batch — and closes the database.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let grace = Duration::from_secs(self.state.config.server.shutdown_grace_secs);
         let app = routes::router(self.state.clone());
         tracing::info!(listen = %self.listener.local_addr()?, "AI Hub is serving");
         serve::serve(self.listener, app, shutdown, grace).await;
+        if !self.state.gateway.drain(grace).await {
+            tracing::warn!("request tasks still running after the grace period");
+        }
         self.stop_tasks.cancel();
         self.tasks.close();
         self.tasks.wait().await;

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use aihub_core::config::Config;
-use aihub_gateway::KeyCache;
 use aihub_gateway::last_used::LastUsed;
+use aihub_gateway::{Gateway, KeyCache};
 use aihub_service::Services;
 
 #[derive(Clone)]
@@ -13,4 +13,5 @@ pub struct AppState {
     pub services: Services,
     pub key_cache: KeyCache,
     pub last_used: Arc<LastUsed>,
+    pub gateway: Arc<Gateway>,
 }

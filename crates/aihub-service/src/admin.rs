@@ -10,6 +10,15 @@ use crate::error::{Result, ServiceError};
 use crate::events::{Events, Invalidation};
 use crate::page::Page;
 
+/// `Forbidden` unless `actor` is a platform admin.
+pub fn require_platform_admin(actor: &Actor) -> Result<()> {
+    if actor.is_platform_admin {
+        Ok(())
+    } else {
+        Err(ServiceError::Forbidden)
+    }
+}
+
 #[derive(Clone)]
 pub struct Admin {
     store: Store,
@@ -22,21 +31,13 @@ impl Admin {
         Self { store, events }
     }
 
-    fn require_platform_admin(actor: &Actor) -> Result<()> {
-        if actor.is_platform_admin {
-            Ok(())
-        } else {
-            Err(ServiceError::Forbidden)
-        }
-    }
-
     pub async fn list_users(
         &self,
         actor: &Actor,
         cursor: Option<UserId>,
         limit: u32,
     ) -> Result<Page<User, UserId>> {
-        Self::require_platform_admin(actor)?;
+        require_platform_admin(actor)?;
         let rows = self.store.list_users(cursor, limit + 1).await?;
         Ok(Page::from_overfetch(rows, limit, |u| u.id))
     }
@@ -50,7 +51,7 @@ impl Admin {
         user: UserId,
         disabled: bool,
     ) -> Result<User> {
-        Self::require_platform_admin(actor)?;
+        require_platform_admin(actor)?;
         if disabled && user == actor.user_id {
             return Err(ServiceError::Conflict {
                 code: "cannot_disable_self",

@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod catalog;
 pub mod crypto;
 pub mod error;
 pub mod events;
@@ -13,6 +14,7 @@ pub mod orgs;
 pub mod page;
 pub mod policy;
 pub mod throttle;
+pub mod usage;
 
 use std::sync::Arc;
 
@@ -29,23 +31,35 @@ pub struct Services {
     pub orgs: orgs::Orgs,
     pub keys: keys::Keys,
     pub admin: admin::Admin,
+    pub catalog: catalog::Catalog,
+    pub usage: usage::Usage,
     pub events: events::Events,
 }
 
 impl Services {
-    #[must_use]
-    pub fn new(store: Store, config: &Config) -> Self {
+    /// Wires every service. Loads the catalog (seeding default prices), so it fails on an
+    /// invalid provider configuration.
+    pub async fn build(store: Store, config: &Config) -> Result<Self, ServiceError> {
         let events = events::Events::new();
         let hasher = Arc::new(crypto::PasswordHasher::new());
         let accounts =
             accounts::Accounts::new(store.clone(), config.auth.clone(), hasher, events.clone());
-        Self {
+        let catalog = catalog::Catalog::load(
+            store.clone(),
+            config.providers.clone(),
+            config.models.clone(),
+            config.gateway.secrets_dir.clone(),
+        )
+        .await?;
+        Ok(Self {
             orgs: orgs::Orgs::new(store.clone()),
             keys: keys::Keys::new(store.clone(), events.clone()),
             admin: admin::Admin::new(store.clone(), events.clone()),
+            usage: usage::Usage::new(store.clone()),
             accounts,
+            catalog,
             events,
             store,
-        }
+        })
     }
 }

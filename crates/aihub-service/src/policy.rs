@@ -19,15 +19,18 @@ pub enum Action {
     KeysManageOwn,
     /// Edit, rotate and revoke anyone's keys in the organization.
     KeysManageAll,
+    /// Read the organization's usage: totals and individual requests.
+    UsageRead,
 }
 
 impl Action {
-    pub const ALL: [Action; 5] = [
+    pub const ALL: [Action; 6] = [
         Action::OrgRead,
         Action::KeysRead,
         Action::KeysCreate,
         Action::KeysManageOwn,
         Action::KeysManageAll,
+        Action::UsageRead,
     ];
 
     #[must_use]
@@ -38,6 +41,7 @@ impl Action {
             Action::KeysCreate => "keys.create",
             Action::KeysManageOwn => "keys.manage_own",
             Action::KeysManageAll => "keys.manage_all",
+            Action::UsageRead => "usage.read",
         }
     }
 }
@@ -48,8 +52,11 @@ pub const fn allows(role: Role, action: Action) -> bool {
     use Action::*;
     match role {
         Role::Owner | Role::Admin => true,
-        Role::Member => matches!(action, OrgRead | KeysRead | KeysCreate | KeysManageOwn),
-        Role::Viewer => matches!(action, OrgRead | KeysRead),
+        Role::Member => matches!(
+            action,
+            OrgRead | KeysRead | KeysCreate | KeysManageOwn | UsageRead
+        ),
+        Role::Viewer => matches!(action, OrgRead | KeysRead | UsageRead),
     }
 }
 

@@ -25,7 +25,9 @@ pub async fn run(cmd: AdminCommand, config: Config) -> anyhow::Result<()> {
     let result = match cmd {
         AdminCommand::CreateUser(args) => {
             let password = read_password()?;
-            let services = Services::new(store.clone(), &config);
+            let services = Services::build(store.clone(), &config)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             let (user, org) = services
                 .accounts
                 .create_user(

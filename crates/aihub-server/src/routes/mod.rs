@@ -7,6 +7,7 @@ pub mod health;
 pub mod keys;
 pub mod me;
 pub mod orgs;
+pub mod usage;
 pub mod v1;
 pub mod views;
 
@@ -30,8 +31,13 @@ pub fn router(state: AppState) -> Router {
         .merge(orgs::router())
         .merge(keys::router())
         .merge(admin::router())
+        .merge(usage::router())
+        .layer(DefaultBodyLimit::max(state.config.server.max_body_bytes))
         .layer(from_fn_with_state(state.clone(), require_session));
-    let gateway = v1::router().layer(from_fn_with_state(state.clone(), v1::require_key));
+    // `/v1` bodies are read by the handlers, bounded by `gateway.max_request_bytes`.
+    let gateway = v1::router()
+        .layer(DefaultBodyLimit::disable())
+        .layer(from_fn_with_state(state.clone(), v1::require_key));
     let secure = state.config.server.secure_cookies
         || state
             .config
@@ -46,7 +52,6 @@ pub fn router(state: AppState) -> Router {
         .merge(gateway)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(state.config.server.max_body_bytes))
         .layer(CatchPanicLayer::custom(|_| panic_response()))
         .layer(from_fn(security_headers));
     let app = if secure {

@@ -1,23 +1,38 @@
 //! The OpenAI-compatible surface, authenticated by AI Hub API keys
-//! (`Authorization: Bearer sk-aihub-…`).
+//! (`Authorization: Bearer sk-aihub-…`). Handlers read the body (bounded by
+//! `gateway.max_request_bytes`) and hand it to the gateway; the gateway never touches the
+//! database on this path.
+
+use std::convert::Infallible;
 
 use aihub_core::time::now;
-use aihub_gateway::AuthenticatedKey;
 use aihub_gateway::keys::KeyAuthError;
+use aihub_gateway::{AuthenticatedKey, Endpoint, GatewayResponse, ResponseBody};
+use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde_json::{Value, json};
+use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::error::{ErrorChain, V1Error};
+use crate::middleware::RequestId;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/models", get(models))
+    Router::new()
+        .route("/v1/models", get(models))
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/completions", post(completions))
+        .route("/v1/embeddings", post(embeddings))
+        .layer(CatchPanicLayer::custom(|_| {
+            tracing::error!("gateway handler panicked");
+            V1Error::internal().into_response()
+        }))
 }
 
 /// Authenticates every `/v1` request by its API key, from the in-memory key cache (a database
@@ -59,7 +74,94 @@ pub async fn require_key(State(state): State<AppState>, mut req: Request, next: 
     }
 }
 
-/// The models this key may use. No upstream providers are configured yet, so the list is empty.
-async fn models(Extension(_key): Extension<AuthenticatedKey>) -> Json<Value> {
-    Json(json!({ "object": "list", "data": [] }))
+/// The models this key may use.
+async fn models(
+    State(state): State<AppState>,
+    Extension(key): Extension<AuthenticatedKey>,
+) -> Json<Value> {
+    let data: Vec<Value> = state
+        .gateway
+        .models_for(&key)
+        .into_iter()
+        .map(|m| json!({ "id": m.id, "object": "model", "created": 0, "owned_by": m.owned_by }))
+        .collect();
+    Json(json!({ "object": "list", "data": data }))
+}
+
+async fn chat_completions(
+    state: State<AppState>,
+    key: Extension<AuthenticatedKey>,
+    id: Extension<RequestId>,
+    req: Request,
+) -> Response {
+    proxy(state, key, id, req, Endpoint::ChatCompletions).await
+}
+
+async fn completions(
+    state: State<AppState>,
+    key: Extension<AuthenticatedKey>,
+    id: Extension<RequestId>,
+    req: Request,
+) -> Response {
+    proxy(state, key, id, req, Endpoint::Completions).await
+}
+
+async fn embeddings(
+    state: State<AppState>,
+    key: Extension<AuthenticatedKey>,
+    id: Extension<RequestId>,
+    req: Request,
+) -> Response {
+    proxy(state, key, id, req, Endpoint::Embeddings).await
+}
+
+async fn proxy(
+    State(state): State<AppState>,
+    Extension(key): Extension<AuthenticatedKey>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    req: Request,
+    endpoint: Endpoint,
+) -> Response {
+    let limit = state.config.gateway.max_request_bytes;
+    let body = match axum::body::to_bytes(req.into_body(), limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            return V1Error::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                "request_too_large",
+                format!("The request body is larger than {limit} bytes."),
+            )
+            .into_response();
+        }
+    };
+    into_response(state.gateway.handle(endpoint, key, request_id, body).await)
+}
+
+fn into_response(r: GatewayResponse) -> Response {
+    let mut resp = match r.body {
+        ResponseBody::Json(bytes) => {
+            let mut resp = Response::new(Body::from(bytes));
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp
+        }
+        ResponseBody::Events(rx) => {
+            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+            });
+            let mut resp = Response::new(Body::from_stream(stream));
+            let h = resp.headers_mut();
+            h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+            resp
+        }
+    };
+    *resp.status_mut() = r.status;
+    if let Some(secs) = r.retry_after {
+        resp.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
 }

@@ -1,0 +1,387 @@
+//! The usage journal: an append-only local file that every metered request is written to
+//! before its response completes. Two entries per request: `Start` before the upstream call
+//! (so a request cut short by a crash is still billed) and `Finish` with the final usage.
+//!
+//! Durability: each entry is one `write(2)` of one line, under a lock, before the caller
+//! proceeds — so a process crash (SIGKILL included) loses nothing acknowledged, because the
+//! kernel holds the bytes. `fdatasync` runs every `usage.fsync_interval_ms`, bounding what an OS
+//! crash or power loss can take. Each process start writes new segment files, so segments of
+//! earlier runs are sealed; the [`loader`](crate::loader) moves entries into the database.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aihub_core::config::UsageConfig;
+use aihub_core::{Currency, KeyId, OrgId, TeamId, UserId};
+use aihub_store::UsageRecord;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// One line of the journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "t")]
+pub enum Entry {
+    #[serde(rename = "start")]
+    Start(StartEntry),
+    #[serde(rename = "finish")]
+    Finish(FinishEntry),
+}
+
+/// Written before the upstream call: enough to bill the request if no `Finish` ever follows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartEntry {
+    pub request_id: Uuid,
+    /// The process run that wrote it.
+    pub boot: Uuid,
+    pub org_id: OrgId,
+    pub user_id: Option<UserId>,
+    pub key_id: Option<KeyId>,
+    pub team_id: Option<TeamId>,
+    pub endpoint: String,
+    pub model: String,
+    pub provider: Option<String>,
+    pub upstream_model: Option<String>,
+    pub streamed: bool,
+    /// Prompt tokens estimated before the call.
+    pub prompt_tokens: u64,
+    /// Cost of those prompt tokens at the price in effect (0 when unpriced).
+    pub prompt_cost_micros: i64,
+    pub currency: Currency,
+    pub created_at_ms: i64,
+}
+
+/// The final usage record of a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinishEntry {
+    pub request_id: Uuid,
+    pub org_id: OrgId,
+    pub user_id: Option<UserId>,
+    pub key_id: Option<KeyId>,
+    pub team_id: Option<TeamId>,
+    pub endpoint: String,
+    pub model: String,
+    pub provider: Option<String>,
+    pub upstream_model: Option<String>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cached_tokens: u64,
+    pub cost_micros: i64,
+    pub currency: Currency,
+    pub status: u16,
+    pub error_code: Option<String>,
+    pub latency_ms: u64,
+    pub ttft_ms: Option<u64>,
+    pub streamed: bool,
+    pub estimated: bool,
+    pub created_at_ms: i64,
+}
+
+fn as_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl From<&FinishEntry> for UsageRecord {
+    fn from(f: &FinishEntry) -> Self {
+        UsageRecord {
+            request_id: f.request_id,
+            org_id: f.org_id,
+            user_id: f.user_id,
+            key_id: f.key_id,
+            team_id: f.team_id,
+            endpoint: f.endpoint.clone(),
+            model: f.model.clone(),
+            provider: f.provider.clone(),
+            upstream_model: f.upstream_model.clone(),
+            prompt_tokens: as_i64(f.prompt_tokens),
+            completion_tokens: as_i64(f.completion_tokens),
+            cached_tokens: as_i64(f.cached_tokens),
+            cost_micros: f.cost_micros,
+            currency: f.currency,
+            status: i32::from(f.status),
+            error_code: f.error_code.clone(),
+            latency_ms: as_i64(f.latency_ms),
+            ttft_ms: f.ttft_ms.map(as_i64),
+            streamed: f.streamed,
+            estimated: f.estimated,
+            created_at: aihub_core::time::from_millis(f.created_at_ms),
+        }
+    }
+}
+
+impl StartEntry {
+    /// The record of a request whose process ended before it finished: billed for its prompt
+    /// (estimated), with no response.
+    #[must_use]
+    pub fn interrupted(&self) -> FinishEntry {
+        FinishEntry {
+            request_id: self.request_id,
+            org_id: self.org_id,
+            user_id: self.user_id,
+            key_id: self.key_id,
+            team_id: self.team_id,
+            endpoint: self.endpoint.clone(),
+            model: self.model.clone(),
+            provider: self.provider.clone(),
+            upstream_model: self.upstream_model.clone(),
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: 0,
+            cached_tokens: 0,
+            cost_micros: self.prompt_cost_micros,
+            currency: self.currency,
+            status: 0,
+            error_code: Some("interrupted".to_owned()),
+            latency_ms: 0,
+            ttft_ms: None,
+            streamed: self.streamed,
+            estimated: true,
+            created_at_ms: self.created_at_ms,
+        }
+    }
+}
+
+const SEGMENT_PREFIX: &str = "usage-";
+const SEGMENT_SUFFIX: &str = ".jsonl";
+
+/// Path of segment `seq` in `dir`.
+#[must_use]
+pub fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{SEGMENT_PREFIX}{seq:020}{SEGMENT_SUFFIX}"))
+}
+
+/// Sequence numbers of the segments in `dir`, ascending.
+pub fn segments(dir: &Path) -> io::Result<Vec<u64>> {
+    let mut seqs = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(seq) = name
+            .strip_prefix(SEGMENT_PREFIX)
+            .and_then(|r| r.strip_suffix(SEGMENT_SUFFIX))
+            .and_then(|n| n.parse().ok())
+        {
+            seqs.push(seq);
+        }
+    }
+    seqs.sort_unstable();
+    Ok(seqs)
+}
+
+struct Writer {
+    file: File,
+    seq: u64,
+    len: u64,
+    buf: Vec<u8>,
+}
+
+pub struct Journal {
+    dir: PathBuf,
+    boot: Uuid,
+    first_seq: u64,
+    segment_max: u64,
+    writer: Mutex<Writer>,
+}
+
+impl Journal {
+    /// Opens the journal directory (creating it) and starts a new segment for this run.
+    pub fn open(config: &UsageConfig) -> io::Result<Self> {
+        std::fs::create_dir_all(&config.journal_dir)?;
+        let first_seq = segments(&config.journal_dir)?.last().map_or(1, |s| s + 1);
+        let file = open_segment(&config.journal_dir, first_seq)?;
+        Ok(Self {
+            dir: config.journal_dir.clone(),
+            boot: Uuid::now_v7(),
+            first_seq,
+            segment_max: config.segment_max_bytes.max(4096),
+            writer: Mutex::new(Writer {
+                file,
+                seq: first_seq,
+                len: 0,
+                buf: Vec::with_capacity(1024),
+            }),
+        })
+    }
+
+    /// Identifies this process run in `Start` entries.
+    #[must_use]
+    pub fn boot(&self) -> Uuid {
+        self.boot
+    }
+
+    /// The first segment written by this run; lower ones are sealed.
+    #[must_use]
+    pub fn first_seq(&self) -> u64 {
+        self.first_seq
+    }
+
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends one entry with a single write. Returns once the kernel has the bytes.
+    pub fn append(&self, entry: &Entry) -> io::Result<()> {
+        let mut w = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let w = &mut *w;
+        w.buf.clear();
+        serde_json::to_writer(&mut w.buf, entry)?;
+        w.buf.push(b'\n');
+        if w.len > 0 && w.len + w.buf.len() as u64 > self.segment_max {
+            w.file.sync_data()?;
+            let seq = w.seq + 1;
+            w.file = open_segment(&self.dir, seq)?;
+            w.seq = seq;
+            w.len = 0;
+        }
+        w.file.write_all(&w.buf)?;
+        w.len += w.buf.len() as u64;
+        Ok(())
+    }
+
+    /// Forces appended entries to stable storage.
+    pub fn sync(&self) -> io::Result<()> {
+        let file = {
+            let w = self
+                .writer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            w.file.try_clone()?
+        };
+        file.sync_data()
+    }
+
+    /// Syncs every `every` until `stop`, then once more.
+    pub async fn run_sync(self: std::sync::Arc<Self>, every: Duration, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(every.max(Duration::from_millis(1)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            let this = self.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || this.sync()).await {
+                tracing::error!(error = %e, "usage journal fsync failed");
+            }
+        }
+        if let Err(e) = self.sync() {
+            tracing::error!(error = %e, "usage journal fsync failed");
+        }
+    }
+}
+
+fn open_segment(dir: &Path, seq: u64) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(segment_path(dir, seq))?;
+    // Make the new file's directory entry durable too.
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn finish(id: Uuid) -> FinishEntry {
+        FinishEntry {
+            request_id: id,
+            org_id: OrgId::new(),
+            user_id: None,
+            key_id: None,
+            team_id: None,
+            endpoint: "chat.completions".into(),
+            model: "m".into(),
+            provider: None,
+            upstream_model: None,
+            prompt_tokens: 1,
+            completion_tokens: 2,
+            cached_tokens: 0,
+            cost_micros: 3,
+            currency: Currency::USD,
+            status: 200,
+            error_code: None,
+            latency_ms: 4,
+            ttft_ms: None,
+            streamed: false,
+            estimated: false,
+            created_at_ms: 5,
+        }
+    }
+
+    #[test]
+    fn appends_lines_and_rotates_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = UsageConfig {
+            journal_dir: dir.path().join("j"),
+            segment_max_bytes: 4096,
+            ..UsageConfig::default()
+        };
+        let j = Journal::open(&cfg).unwrap();
+        assert_eq!(j.first_seq(), 1);
+        for _ in 0..100 {
+            j.append(&Entry::Finish(finish(Uuid::now_v7()))).unwrap();
+        }
+        j.sync().unwrap();
+        let segs = segments(&cfg.journal_dir).unwrap();
+        assert!(segs.len() > 1, "rotated: {segs:?}");
+        let mut lines = 0;
+        for s in &segs {
+            let text = std::fs::read_to_string(segment_path(&cfg.journal_dir, *s)).unwrap();
+            assert!(text.len() as u64 <= 4096 + 1024);
+            for line in text.lines() {
+                let e: Entry = serde_json::from_str(line).unwrap();
+                assert!(matches!(e, Entry::Finish(_)));
+                lines += 1;
+            }
+        }
+        assert_eq!(lines, 100);
+        // A new run starts after the last segment.
+        let again = Journal::open(&cfg).unwrap();
+        assert_eq!(again.first_seq(), segs.last().unwrap() + 1);
+        assert_ne!(again.boot(), j.boot());
+    }
+
+    #[test]
+    fn interrupted_records_bill_the_prompt() {
+        let s = StartEntry {
+            request_id: Uuid::now_v7(),
+            boot: Uuid::now_v7(),
+            org_id: OrgId::new(),
+            user_id: Some(UserId::new()),
+            key_id: Some(KeyId::new()),
+            team_id: None,
+            endpoint: "chat.completions".into(),
+            model: "m".into(),
+            provider: Some("p".into()),
+            upstream_model: Some("u".into()),
+            streamed: true,
+            prompt_tokens: 42,
+            prompt_cost_micros: 99,
+            currency: Currency::CNY,
+            created_at_ms: 1_000,
+        };
+        let f = s.interrupted();
+        assert_eq!(
+            (f.prompt_tokens, f.completion_tokens, f.cost_micros),
+            (42, 0, 99)
+        );
+        assert_eq!(
+            (f.status, f.error_code.as_deref(), f.estimated),
+            (0, Some("interrupted"), true)
+        );
+        let r = UsageRecord::from(&f);
+        assert_eq!(r.request_id, s.request_id);
+        assert_eq!(r.currency, Currency::CNY);
+        assert_eq!(r.created_at.timestamp_millis(), 1_000);
+    }
+}

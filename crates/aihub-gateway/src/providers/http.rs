@@ -1,0 +1,325 @@
+//! What HTTP providers share: one connection pool per provider, the connect / first-byte /
+//! total timeouts, bounded body reads, SSE reading with an idle timeout, and the mapping of
+//! upstream errors — whose bodies are never echoed verbatim, since they can carry credentials.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aihub_service::catalog::ProviderSpec;
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use http::{HeaderMap, StatusCode};
+use tokio::time::Instant;
+
+use crate::error::GatewayError;
+use crate::providers::StreamFault;
+use crate::sse::{Event, SseParser};
+
+/// Most bytes read of an upstream error body.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+/// Longest upstream error message passed on.
+const MAX_ERROR_MESSAGE: usize = 512;
+
+pub struct Upstream {
+    pub client: reqwest::Client,
+    pub spec: Arc<ProviderSpec>,
+}
+
+impl Upstream {
+    pub fn new(spec: Arc<ProviderSpec>) -> Result<Self, GatewayError> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(spec.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(1024)
+            .tcp_nodelay(true)
+            // A redirect could send the credential elsewhere; providers do not redirect API calls.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| {
+                tracing::error!(provider = %spec.name, error = %e, "could not build the HTTP client");
+                GatewayError::upstream_unavailable("The upstream provider is misconfigured.")
+            })?;
+        Ok(Self { client, spec })
+    }
+
+    /// Sends a POST and waits for the response headers within the first-byte timeout. A non-2xx
+    /// answer becomes a [`GatewayError`].
+    pub async fn post(
+        &self,
+        url: &str,
+        headers: HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response, GatewayError> {
+        let send = self.client.post(url).headers(headers).body(body).send();
+        let resp = match tokio::time::timeout(self.spec.first_byte_timeout, send).await {
+            Err(_) => return Err(GatewayError::upstream_timeout()),
+            Ok(Err(e)) => return Err(transport_error(&self.spec.name, &e)),
+            Ok(Ok(r)) => r,
+        };
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let retry_after = resp
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let body = tokio::time::timeout(
+            self.spec.first_byte_timeout,
+            read_capped(resp, MAX_ERROR_BODY),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+        Err(map_upstream_error(&self.spec, status, &body, retry_after))
+    }
+
+    /// Reads a whole response body, at most `cap` bytes, before `deadline`.
+    pub async fn read_body(
+        &self,
+        resp: reqwest::Response,
+        cap: usize,
+        deadline: Instant,
+    ) -> Result<Bytes, GatewayError> {
+        match tokio::time::timeout_at(deadline, read_capped(resp, cap)).await {
+            Err(_) => Err(GatewayError::upstream_timeout()),
+            Ok(Err(ReadError::TooLarge)) => Err(GatewayError::upstream_error(
+                "The upstream response was too large.",
+            )),
+            Ok(Err(ReadError::Transport)) => Err(GatewayError::upstream_unavailable(
+                "The upstream connection failed while reading the response.",
+            )),
+            Ok(Ok(b)) => Ok(b),
+        }
+    }
+
+    /// The response as server-sent events. Each read must arrive within the first-byte timeout
+    /// (an upstream stalled that long is dead) and all of them before `deadline`.
+    pub fn events(
+        &self,
+        resp: reqwest::Response,
+        deadline: Instant,
+    ) -> impl Stream<Item = Result<Event, StreamFault>> + Send + 'static {
+        let idle = self.spec.first_byte_timeout;
+        let state = (resp.bytes_stream().boxed(), SseParser::new(), false);
+        futures_util::stream::unfold(state, move |(mut body, mut parser, ended)| async move {
+            if ended {
+                return None;
+            }
+            loop {
+                if let Some(ev) = parser.next_event() {
+                    return Some((Ok(ev), (body, parser, false)));
+                }
+                let wait = deadline.min(Instant::now() + idle);
+                match tokio::time::timeout_at(wait, body.next()).await {
+                    Err(_) => return Some((Err(StreamFault::Timeout), (body, parser, true))),
+                    Ok(None) => return None,
+                    Ok(Some(Err(_))) => {
+                        return Some((Err(StreamFault::Transport), (body, parser, true)));
+                    }
+                    Ok(Some(Ok(chunk))) => {
+                        if parser.push(&chunk).is_err() {
+                            return Some((Err(StreamFault::TooLarge), (body, parser, true)));
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
+enum ReadError {
+    TooLarge,
+    Transport,
+}
+
+async fn read_capped(resp: reqwest::Response, cap: usize) -> Result<Bytes, ReadError> {
+    if resp.content_length().is_some_and(|l| l > cap as u64) {
+        return Err(ReadError::TooLarge);
+    }
+    let mut body = resp.bytes_stream();
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|_| ReadError::Transport)?;
+        if buf.len() + chunk.len() > cap {
+            return Err(ReadError::TooLarge);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+fn transport_error(provider: &str, e: &reqwest::Error) -> GatewayError {
+    // reqwest errors can include the URL; the log line keeps it, the client does not see it.
+    tracing::warn!(provider, error = %e, "upstream request failed");
+    if e.is_timeout() {
+        GatewayError::upstream_timeout()
+    } else if e.is_connect() {
+        GatewayError::upstream_unavailable("Could not connect to the upstream provider.")
+    } else {
+        GatewayError::upstream_unavailable("The upstream request failed.")
+    }
+}
+
+/// Maps an upstream error. Client errors keep their status and a cleaned message (the caller
+/// can fix their request); credential problems and server errors become 502 with a message of
+/// our own; rate limits stay 429 with `Retry-After`.
+#[must_use]
+pub fn map_upstream_error(
+    spec: &ProviderSpec,
+    status: StatusCode,
+    body: &[u8],
+    retry_after: Option<u64>,
+) -> GatewayError {
+    tracing::warn!(provider = %spec.name, status = status.as_u16(), "upstream returned an error");
+    match status.as_u16() {
+        429 => GatewayError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            "upstream_rate_limited",
+            "The upstream provider is rate limiting requests. Please retry later.",
+        )
+        .with_retry_after(retry_after),
+        401 | 403 => GatewayError::upstream_error(
+            "The upstream provider rejected the gateway's credentials.",
+        ),
+        400 | 404 | 409 | 413 | 422 => {
+            let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_REQUEST);
+            let message = upstream_message(body)
+                .map(|m| sanitize(&m, spec))
+                .unwrap_or_else(|| "The upstream provider rejected the request.".to_owned());
+            GatewayError::new(
+                status,
+                "invalid_request_error",
+                "upstream_invalid_request",
+                message,
+            )
+        }
+        s => GatewayError::upstream_error(format!(
+            "The upstream provider returned an error (HTTP {s})."
+        )),
+    }
+}
+
+/// `error.message` of an OpenAI- or Anthropic-shaped error body.
+fn upstream_message(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    v.get("error")?.get("message")?.as_str().map(str::to_owned)
+}
+
+/// Removes anything credential-like and bounds the length.
+#[must_use]
+pub fn sanitize(message: &str, spec: &ProviderSpec) -> String {
+    let mut out = message.to_owned();
+    if let Some(key) = &spec.api_key
+        && key.expose().len() >= 4
+    {
+        out = out.replace(key.expose(), "[REDACTED]");
+    }
+    let redacted: Vec<String> = out
+        .split(' ')
+        .map(|word| {
+            let w = word.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_');
+            let secretish = (w.starts_with("sk-") && w.len() > 10)
+                || (w.starts_with("key-") && w.len() > 10)
+                || w.contains("key=")
+                || w.starts_with("AIza")
+                || (w.len() >= 32
+                    && w.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+            if secretish {
+                "[REDACTED]".to_owned()
+            } else {
+                word.to_owned()
+            }
+        })
+        .collect();
+    let mut out = redacted.join(" ");
+    if let Some(i) = out.to_lowercase().find("bearer ") {
+        out.truncate(i);
+        out.push_str("[REDACTED]");
+    }
+    if out.chars().count() > MAX_ERROR_MESSAGE {
+        out = out.chars().take(MAX_ERROR_MESSAGE).collect::<String>() + "…";
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aihub_core::config::ProviderKind;
+    use aihub_core::secret::Secret;
+    use aihub_service::catalog::Source;
+
+    fn spec() -> ProviderSpec {
+        ProviderSpec {
+            name: "p".into(),
+            kind: ProviderKind::Openai,
+            base_url: None,
+            api_key: Some(Secret::new("prov-secret-123".into())),
+            api_key_env: None,
+            api_key_file: None,
+            api_version: None,
+            connect_timeout: Duration::from_secs(1),
+            first_byte_timeout: Duration::from_secs(1),
+            total_timeout: Duration::from_secs(1),
+            mock_latency: Duration::ZERO,
+            mock_chunk_interval: Duration::ZERO,
+            source: Source::Config,
+        }
+    }
+
+    #[test]
+    fn messages_lose_their_secrets() {
+        let s = spec();
+        let m = sanitize(
+            "Incorrect API key provided: sk-proj-abcdefghijklmnop. Also prov-secret-123 here",
+            &s,
+        );
+        assert!(
+            !m.contains("abcdefghijklmnop") && !m.contains("prov-secret-123"),
+            "{m}"
+        );
+        let m = sanitize("header was Authorization: Bearer abc.def", &s);
+        assert!(!m.contains("abc.def"), "{m}");
+        let m = sanitize(&"x ".repeat(1000), &s);
+        assert!(m.chars().count() <= MAX_ERROR_MESSAGE + 1);
+        assert_eq!(
+            sanitize("max_tokens is too large", &s),
+            "max_tokens is too large"
+        );
+    }
+
+    #[test]
+    fn statuses_map_as_documented() {
+        let s = spec();
+        let body = br#"{"error":{"message":"bad value sk-live-aaaaaaaaaaaaaaaa","type":"invalid_request_error"}}"#;
+        let e = map_upstream_error(&s, StatusCode::BAD_REQUEST, body, None);
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::BAD_REQUEST, "upstream_invalid_request")
+        );
+        assert!(!e.message.contains("aaaaaaaa"));
+        let e = map_upstream_error(&s, StatusCode::TOO_MANY_REQUESTS, b"", Some(7));
+        assert_eq!(
+            (e.status, e.retry_after),
+            (StatusCode::TOO_MANY_REQUESTS, Some(7))
+        );
+        let e = map_upstream_error(&s, StatusCode::UNAUTHORIZED, body, None);
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::BAD_GATEWAY, "upstream_error")
+        );
+        let e = map_upstream_error(&s, StatusCode::INTERNAL_SERVER_ERROR, body, None);
+        assert_eq!(e.status, StatusCode::BAD_GATEWAY);
+        assert!(
+            !e.message.contains("bad value"),
+            "5xx bodies are not passed on"
+        );
+        let e = map_upstream_error(&s, StatusCode::NOT_FOUND, b"not json", None);
+        assert_eq!(e.message, "The upstream provider rejected the request.");
+    }
+}

@@ -1,0 +1,787 @@
+//! The per-request path of `/v1/chat/completions`, `/v1/completions` and `/v1/embeddings`.
+//!
+//! Each request runs in a task of its own, detached from the client connection: if the client
+//! goes away the task still finishes metering (and, for streams, keeps reading the upstream to
+//! its end so the usage it reports is billed exactly — up to `gateway.max_draining_streams` at
+//! once, beyond which the upstream is closed and the tokens produced so far are billed,
+//! estimated). The task writes a `Start` journal entry before calling the upstream and the
+//! `Finish` entry before the response completes: a non-streaming body is released only after
+//! its record is written, and a stream's final `[DONE]` only after its record is written.
+//! Nothing here touches the database.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aihub_core::config::GatewayConfig;
+use aihub_core::{Currency, time};
+use aihub_service::catalog::{Catalog, CatalogSnapshot, Price};
+use aihub_store::KeyAuth;
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::StatusCode;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use crate::body::RequestBody;
+use crate::error::GatewayError;
+use crate::journal::{Entry, FinishEntry, Journal, StartEntry};
+use crate::providers::{
+    Call, Endpoint, EventStream, Provider, Reply, StreamFault, StreamItem, Usage,
+};
+use crate::tokens;
+
+/// Frames queued between the request task and a slow client.
+const STREAM_BUFFER: usize = 32;
+/// Most bytes of streamed data kept for estimating usage when the upstream reports none.
+const MAX_COLLECTED: usize = 8 * 1024 * 1024;
+/// Upstream token counts above this are treated as garbage and estimated instead.
+const MAX_REPORTED_TOKENS: u64 = 100_000_000;
+
+/// What the HTTP edge sends back.
+pub struct GatewayResponse {
+    pub status: StatusCode,
+    pub body: ResponseBody,
+    pub retry_after: Option<u64>,
+}
+
+pub enum ResponseBody {
+    /// A JSON body (success or OpenAI-shaped error).
+    Json(Bytes),
+    /// Server-sent events; the channel closes when the stream ends.
+    Events(mpsc::Receiver<Bytes>),
+}
+
+impl GatewayResponse {
+    fn error(e: &GatewayError) -> Self {
+        let body = serde_json::json!({ "error": e.to_json() });
+        Self {
+            status: e.status,
+            body: ResponseBody::Json(Bytes::from(body.to_string())),
+            retry_after: e.retry_after,
+        }
+    }
+}
+
+/// A model a key may call, for `GET /v1/models`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelInfo {
+    pub id: String,
+    pub owned_by: String,
+}
+
+struct Providers {
+    version: u64,
+    map: HashMap<String, Arc<Provider>>,
+}
+
+pub struct Gateway {
+    catalog: Catalog,
+    journal: Arc<Journal>,
+    providers: ArcSwap<Providers>,
+    rebuild: Mutex<()>,
+    tasks: TaskTracker,
+    draining: Arc<Semaphore>,
+    max_response: usize,
+}
+
+/// Everything a usage record needs that is known when the request arrives.
+struct Meter {
+    request_id: Uuid,
+    key: Arc<KeyAuth>,
+    endpoint: Endpoint,
+    model: String,
+    provider: Option<String>,
+    upstream_model: Option<String>,
+    price: Option<Price>,
+    streamed: bool,
+    started: Instant,
+    created_at_ms: i64,
+    ttft: Option<Duration>,
+}
+
+impl Meter {
+    fn finish(
+        &self,
+        status: StatusCode,
+        error: Option<&str>,
+        usage: Usage,
+        estimated: bool,
+    ) -> FinishEntry {
+        let (cost, currency) = match &self.price {
+            Some(p) => {
+                let m = p.cost(
+                    usage.prompt_tokens,
+                    usage.cached_tokens,
+                    usage.completion_tokens,
+                );
+                (m.micros, m.currency)
+            }
+            None => (0, Currency::USD),
+        };
+        let k = &self.key.key;
+        FinishEntry {
+            request_id: self.request_id,
+            org_id: k.org_id,
+            user_id: k.owner_user_id,
+            key_id: Some(k.id),
+            team_id: k.team_id,
+            endpoint: self.endpoint.as_str().to_owned(),
+            model: self.model.clone(),
+            provider: self.provider.clone(),
+            upstream_model: self.upstream_model.clone(),
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            cached_tokens: usage.cached_tokens,
+            cost_micros: cost,
+            currency,
+            status: status.as_u16(),
+            error_code: error.map(str::to_owned),
+            latency_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            ttft_ms: self
+                .ttft
+                .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            streamed: self.streamed,
+            estimated,
+            created_at_ms: self.created_at_ms,
+        }
+    }
+
+    fn start(&self, boot: Uuid, prompt_estimate: u64) -> StartEntry {
+        let (cost, currency) = match &self.price {
+            Some(p) => {
+                let m = p.cost(prompt_estimate, 0, 0);
+                (m.micros, m.currency)
+            }
+            None => (0, Currency::USD),
+        };
+        let k = &self.key.key;
+        StartEntry {
+            request_id: self.request_id,
+            boot,
+            org_id: k.org_id,
+            user_id: k.owner_user_id,
+            key_id: Some(k.id),
+            team_id: k.team_id,
+            endpoint: self.endpoint.as_str().to_owned(),
+            model: self.model.clone(),
+            provider: self.provider.clone(),
+            upstream_model: self.upstream_model.clone(),
+            streamed: self.streamed,
+            prompt_tokens: prompt_estimate,
+            prompt_cost_micros: cost,
+            currency,
+            created_at_ms: self.created_at_ms,
+        }
+    }
+}
+
+impl Gateway {
+    #[must_use]
+    pub fn new(catalog: Catalog, journal: Arc<Journal>, config: &GatewayConfig) -> Self {
+        Self {
+            catalog,
+            journal,
+            providers: ArcSwap::from_pointee(Providers {
+                version: 0,
+                map: HashMap::new(),
+            }),
+            rebuild: Mutex::new(()),
+            tasks: TaskTracker::new(),
+            draining: Arc::new(Semaphore::new(config.max_draining_streams)),
+            max_response: config.max_response_bytes,
+        }
+    }
+
+    /// Handles one request. The work runs in its own task; this waits only for the response
+    /// head (for streams, the body follows through the channel).
+    pub async fn handle(
+        self: &Arc<Self>,
+        endpoint: Endpoint,
+        key: Arc<KeyAuth>,
+        request_id: Uuid,
+        body: Bytes,
+    ) -> GatewayResponse {
+        let (tx, rx) = oneshot::channel();
+        let this = self.clone();
+        self.tasks
+            .spawn(async move { this.run(endpoint, key, request_id, body, tx).await });
+        rx.await
+            .unwrap_or_else(|_| GatewayResponse::error(&GatewayError::internal()))
+    }
+
+    /// Waits until every request task has finished (after the server stopped accepting).
+    pub async fn drain(&self, grace: Duration) -> bool {
+        self.tasks.close();
+        tokio::time::timeout(grace, self.tasks.wait()).await.is_ok()
+    }
+
+    /// The models `key` may call, sorted by name.
+    #[must_use]
+    pub fn models_for(&self, key: &KeyAuth) -> Vec<ModelInfo> {
+        let snap = self.catalog.snapshot();
+        let mut list: Vec<ModelInfo> = snap
+            .models
+            .values()
+            .filter(|m| {
+                key.key
+                    .models
+                    .as_ref()
+                    .is_none_or(|allowed| allowed.contains(&m.name))
+            })
+            .map(|m| ModelInfo {
+                id: m.name.clone(),
+                owned_by: m.provider.clone(),
+            })
+            .collect();
+        list.sort_by(|a, b| a.id.cmp(&b.id));
+        list
+    }
+
+    fn provider(&self, snap: &CatalogSnapshot, name: &str) -> Result<Arc<Provider>, GatewayError> {
+        let missing =
+            || GatewayError::upstream_unavailable("The model's provider is not available.");
+        let current = self.providers.load();
+        if current.version == snap.version {
+            return current.map.get(name).cloned().ok_or_else(missing);
+        }
+        let _guard = self
+            .rebuild
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let current = self.providers.load();
+        if current.version != snap.version {
+            let mut map = HashMap::with_capacity(snap.providers.len());
+            for (n, spec) in &snap.providers {
+                match Provider::build(spec) {
+                    Ok(p) => {
+                        map.insert(n.clone(), Arc::new(p));
+                    }
+                    Err(e) => {
+                        tracing::error!(provider = %n, error = %e.message, "provider unavailable")
+                    }
+                }
+            }
+            self.providers.store(Arc::new(Providers {
+                version: snap.version,
+                map,
+            }));
+        }
+        self.providers
+            .load()
+            .map
+            .get(name)
+            .cloned()
+            .ok_or_else(missing)
+    }
+
+    fn record(&self, entry: &FinishEntry) {
+        if let Err(e) = self.journal.append(&Entry::Finish(entry.clone())) {
+            tracing::error!(error = %e, request_id = %entry.request_id, "could not write usage to the journal");
+        }
+    }
+
+    /// Ends a request with an error response and its usage record.
+    fn reject(&self, meter: &Meter, e: &GatewayError, head: oneshot::Sender<GatewayResponse>) {
+        self.record(&meter.finish(e.status, Some(e.code), Usage::default(), false));
+        let _ = head.send(GatewayResponse::error(e));
+    }
+
+    async fn run(
+        self: Arc<Self>,
+        endpoint: Endpoint,
+        key: Arc<KeyAuth>,
+        request_id: Uuid,
+        raw: Bytes,
+        head: oneshot::Sender<GatewayResponse>,
+    ) {
+        let snap = self.catalog.snapshot();
+        let mut meter = Meter {
+            request_id,
+            key,
+            endpoint,
+            model: String::new(),
+            provider: None,
+            upstream_model: None,
+            price: None,
+            streamed: false,
+            started: Instant::now(),
+            created_at_ms: time::to_millis(time::now()),
+            ttft: None,
+        };
+        let body = match RequestBody::parse(&raw) {
+            Ok(b) => b,
+            Err(e) => return self.reject(&meter, &e, head),
+        };
+        meter.model.clone_from(&body.model);
+        meter.streamed = body.stream;
+        if let Some(allowed) = &meter.key.key.models
+            && !allowed.contains(&body.model)
+        {
+            let e = GatewayError {
+                param: Some("model"),
+                ..GatewayError::new(
+                    StatusCode::FORBIDDEN,
+                    "invalid_request_error",
+                    "model_not_allowed",
+                    format!(
+                        "This API key is not allowed to use the model `{}`.",
+                        body.model
+                    ),
+                )
+            };
+            return self.reject(&meter, &e, head);
+        }
+        let Some(route) = snap.route(&body.model) else {
+            let e = GatewayError {
+                param: Some("model"),
+                ..GatewayError::new(
+                    StatusCode::NOT_FOUND,
+                    "invalid_request_error",
+                    "model_not_found",
+                    format!(
+                        "The model `{}` does not exist or you do not have access to it.",
+                        body.model
+                    ),
+                )
+            };
+            return self.reject(&meter, &e, head);
+        };
+        meter.provider = Some(route.provider.clone());
+        meter.upstream_model = Some(route.upstream_model.clone());
+        meter.price = snap
+            .price_at(&body.model, time::from_millis(meter.created_at_ms))
+            .cloned();
+        let provider = match self.provider(&snap, &route.provider) {
+            Ok(p) => p,
+            Err(e) => return self.reject(&meter, &e, head),
+        };
+        if !provider.supports(endpoint) || (endpoint == Endpoint::Embeddings && body.stream) {
+            let e = GatewayError::invalid(
+                "unsupported_endpoint",
+                Some("model"),
+                format!(
+                    "The model `{}` does not support this endpoint{}.",
+                    body.model,
+                    if body.stream { " with streaming" } else { "" }
+                ),
+            );
+            return self.reject(&meter, &e, head);
+        }
+
+        // Billing must be able to survive a crash from here on: no journal, no upstream call.
+        let prompt_estimate = u64::try_from(raw.len() / 4).unwrap_or(u64::MAX);
+        if let Err(e) = self.journal.append(&Entry::Start(
+            meter.start(self.journal.boot(), prompt_estimate),
+        )) {
+            tracing::error!(error = %e, "usage journal unavailable; refusing the request");
+            let e = GatewayError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "api_error",
+                "metering_unavailable",
+                "Usage metering is unavailable, so the request was not sent. Please retry.",
+            );
+            let _ = head.send(GatewayResponse::error(&e));
+            return;
+        }
+
+        let call = Call {
+            endpoint,
+            body: &body,
+            upstream_model: &route.upstream_model,
+            request_id,
+        };
+        let reply = provider.send(call).await;
+        match reply {
+            Err(e) => self.reject(&meter, &e, head),
+            Ok(Reply::Complete { body: out, usage }) => {
+                if out.len() > self.max_response {
+                    let e = GatewayError::upstream_error("The upstream response was too large.");
+                    return self.reject(&meter, &e, head);
+                }
+                let (usage, estimated) = match usage.or_else(|| usage_in_body(&out)) {
+                    Some(u) => (u, false),
+                    None => (estimate_complete(endpoint, &body, &out), true),
+                };
+                self.record(&meter.finish(StatusCode::OK, None, usage, estimated));
+                let _ = head.send(GatewayResponse {
+                    status: StatusCode::OK,
+                    body: ResponseBody::Json(out),
+                    retry_after: None,
+                });
+            }
+            Ok(Reply::Stream(events)) => {
+                let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+                let connected = head
+                    .send(GatewayResponse {
+                        status: StatusCode::OK,
+                        body: ResponseBody::Events(rx),
+                        retry_after: None,
+                    })
+                    .is_ok();
+                self.pump(meter, &body, events, tx, connected).await;
+            }
+        }
+    }
+
+    /// Forwards a stream event by event, keeps what metering needs, and finishes the record.
+    async fn pump(
+        &self,
+        mut meter: Meter,
+        body: &RequestBody<'_>,
+        mut events: EventStream,
+        tx: mpsc::Sender<Bytes>,
+        connected: bool,
+    ) {
+        let mut client_gone = !connected;
+        let mut permit = None;
+        if client_gone {
+            match self.draining.clone().try_acquire_owned() {
+                Ok(p) => permit = Some(p),
+                Err(_) => {
+                    let usage = estimate_stream(meter.endpoint, body, &[]);
+                    return self
+                        .finish_stream(&meter, StreamEnd::Abandoned, usage, true, &tx)
+                        .await;
+                }
+            }
+        }
+        let mut reported: Option<Usage> = None;
+        let mut collected: Vec<Bytes> = Vec::new();
+        let mut collected_bytes = 0usize;
+        let mut done = false;
+        let mut malformed = 0u32;
+        let mut end = StreamEnd::Complete;
+        while let Some(item) = events.next().await {
+            match item {
+                Ok(StreamItem::Event { frame, data }) => {
+                    if serde_json::from_slice::<IgnoredAny>(&data).is_err() {
+                        malformed += 1;
+                        continue;
+                    }
+                    if meter.ttft.is_none() {
+                        meter.ttft = Some(meter.started.elapsed());
+                    }
+                    let mut forward = true;
+                    if has_usage_object(&data) {
+                        if let Ok(chunk) = serde_json::from_slice::<UsageChunk>(&data) {
+                            if let Some(u) = chunk.usage.and_then(UsageJson::checked) {
+                                reported = Some(u);
+                            }
+                            // Usage the client did not ask for (we always ask upstream) stays here.
+                            forward =
+                                body.include_usage || !chunk.choices.is_some_and(|c| c.is_empty());
+                        }
+                    } else if reported.is_none() && collected_bytes < MAX_COLLECTED {
+                        collected_bytes += data.len();
+                        collected.push(data);
+                    }
+                    if forward && !client_gone && tx.send(frame).await.is_err() {
+                        client_gone = true;
+                        match self.draining.clone().try_acquire_owned() {
+                            Ok(p) => permit = Some(p),
+                            Err(_) => {
+                                end = StreamEnd::Abandoned;
+                                break;
+                            }
+                        }
+                    }
+                }
+                Ok(StreamItem::Usage(u)) => reported = Some(u),
+                Ok(StreamItem::Done) => done = true,
+                Err(fault) => {
+                    end = StreamEnd::Fault(fault);
+                    break;
+                }
+            }
+        }
+        if malformed > 0 {
+            tracing::warn!(request_id = %meter.request_id, malformed, "dropped malformed upstream events");
+        }
+        if matches!(end, StreamEnd::Complete) && !done && reported.is_none() {
+            end = StreamEnd::Incomplete;
+        }
+        if client_gone && matches!(end, StreamEnd::Complete | StreamEnd::Incomplete) {
+            end = StreamEnd::Disconnected;
+        }
+        let (usage, estimated) = match reported {
+            Some(u) => (u, false),
+            None => (estimate_stream(meter.endpoint, body, &collected), true),
+        };
+        self.finish_stream(&meter, end, usage, estimated, &tx).await;
+        // Held until here: this stream counted against `max_draining_streams` while it drained.
+        drop(permit);
+    }
+
+    /// Writes the record, then sends the stream's last frame (`[DONE]`, or an error event).
+    async fn finish_stream(
+        &self,
+        meter: &Meter,
+        end: StreamEnd,
+        usage: Usage,
+        estimated: bool,
+        tx: &mpsc::Sender<Bytes>,
+    ) {
+        self.record(&meter.finish(StatusCode::OK, end.code(), usage, estimated));
+        let tail = match &end {
+            StreamEnd::Fault(f) => {
+                let e = GatewayError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "api_error",
+                    f.code(),
+                    f.to_string(),
+                );
+                Some(Bytes::from(format!(
+                    "data: {}\n\n",
+                    serde_json::json!({ "error": e.to_json() })
+                )))
+            }
+            StreamEnd::Complete | StreamEnd::Incomplete => {
+                Some(Bytes::from_static(b"data: [DONE]\n\n"))
+            }
+            StreamEnd::Disconnected | StreamEnd::Abandoned => None,
+        };
+        if let Some(tail) = tail {
+            let _ = tx.send(tail).await;
+        }
+    }
+}
+
+/// How a stream ended.
+enum StreamEnd {
+    Complete,
+    /// The upstream closed without `[DONE]` or usage.
+    Incomplete,
+    Fault(StreamFault),
+    /// The client left; the upstream was read to its end.
+    Disconnected,
+    /// The client left and too many streams were draining: the upstream was closed.
+    Abandoned,
+}
+
+impl StreamEnd {
+    fn code(&self) -> Option<&'static str> {
+        match self {
+            StreamEnd::Complete => None,
+            StreamEnd::Incomplete => Some("upstream_incomplete"),
+            StreamEnd::Fault(f) => Some(f.code()),
+            StreamEnd::Disconnected | StreamEnd::Abandoned => Some("client_disconnected"),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct UsageJson {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    #[serde(default)]
+    prompt_tokens_details: Option<Details>,
+}
+
+#[derive(Deserialize)]
+struct Details {
+    cached_tokens: Option<u64>,
+}
+
+impl UsageJson {
+    /// The usage, unless the numbers are missing or absurd.
+    fn checked(self) -> Option<Usage> {
+        let prompt = self.prompt_tokens?;
+        let completion = self.completion_tokens.unwrap_or(0);
+        let cached = self
+            .prompt_tokens_details
+            .and_then(|d| d.cached_tokens)
+            .unwrap_or(0);
+        if prompt > MAX_REPORTED_TOKENS || completion > MAX_REPORTED_TOKENS {
+            tracing::warn!(prompt, completion, "ignoring implausible upstream usage");
+            return None;
+        }
+        Some(Usage {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            cached_tokens: cached.min(prompt),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct UsageChunk {
+    #[serde(default)]
+    choices: Option<Vec<IgnoredAny>>,
+    #[serde(default)]
+    usage: Option<UsageJson>,
+}
+
+/// Whether an event's JSON has `"usage": {` (not `"usage": null`), without parsing it.
+fn has_usage_object(data: &[u8]) -> bool {
+    let Some(at) = memchr::memmem::find(data, b"\"usage\"") else {
+        return false;
+    };
+    data.get(at + 7..)
+        .into_iter()
+        .flatten()
+        .find(|b| !b.is_ascii_whitespace() && **b != b':')
+        .is_some_and(|b| *b == b'{')
+}
+
+fn usage_in_body(body: &[u8]) -> Option<Usage> {
+    #[derive(Deserialize)]
+    struct WithUsage {
+        usage: Option<UsageJson>,
+    }
+    serde_json::from_slice::<WithUsage>(body)
+        .ok()?
+        .usage?
+        .checked()
+}
+
+fn prompt_estimate(endpoint: Endpoint, body: &RequestBody<'_>) -> u64 {
+    match endpoint {
+        Endpoint::ChatCompletions => tokens::chat_prompt(&body.model, body),
+        Endpoint::Completions => tokens::completion_prompt(&body.model, body),
+        Endpoint::Embeddings => tokens::embedding_input(&body.model, body),
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct Choice {
+    #[serde(default)]
+    message: Option<Text>,
+    #[serde(default)]
+    delta: Option<Text>,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct Text {
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Choices {
+    #[serde(default)]
+    choices: Vec<Choice>,
+}
+
+fn choice_text(c: Choice, out: &mut String) {
+    for t in [c.message, c.delta].into_iter().flatten() {
+        if let Some(s) = t.content {
+            out.push_str(&s);
+        }
+        if let Some(tc) = t.tool_calls {
+            out.push_str(&tc.to_string());
+        }
+    }
+    if let Some(s) = c.text {
+        out.push_str(&s);
+    }
+}
+
+fn estimate_complete(endpoint: Endpoint, body: &RequestBody<'_>, out: &[u8]) -> Usage {
+    let mut text = String::new();
+    if endpoint != Endpoint::Embeddings
+        && let Ok(c) = serde_json::from_slice::<Choices>(out)
+    {
+        c.choices
+            .into_iter()
+            .for_each(|c| choice_text(c, &mut text));
+    }
+    Usage {
+        prompt_tokens: prompt_estimate(endpoint, body),
+        completion_tokens: tokens::count_text(&body.model, &text),
+        cached_tokens: 0,
+    }
+}
+
+fn estimate_stream(endpoint: Endpoint, body: &RequestBody<'_>, chunks: &[Bytes]) -> Usage {
+    let mut text = String::new();
+    for data in chunks {
+        if let Ok(c) = serde_json::from_slice::<Choices>(data) {
+            c.choices
+                .into_iter()
+                .for_each(|c| choice_text(c, &mut text));
+        }
+    }
+    Usage {
+        prompt_tokens: prompt_estimate(endpoint, body),
+        completion_tokens: tokens::count_text(&body.model, &text),
+        cached_tokens: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_objects_are_found_without_parsing() {
+        assert!(has_usage_object(
+            br#"{"choices":[],"usage":{"prompt_tokens":1}}"#
+        ));
+        assert!(has_usage_object(br#"{"usage" : {"a":1}}"#));
+        assert!(!has_usage_object(
+            br#"{"choices":[{"delta":{}}],"usage":null}"#
+        ));
+        assert!(!has_usage_object(br#"{"choices":[]}"#));
+        assert!(!has_usage_object(br#"{"usage""#));
+    }
+
+    #[test]
+    fn reported_usage_is_checked() {
+        assert_eq!(
+            usage_in_body(br#"{"usage":{"prompt_tokens":10,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":20}}}"#),
+            Some(Usage { prompt_tokens: 10, completion_tokens: 5, cached_tokens: 10 })
+        );
+        assert_eq!(
+            usage_in_body(br#"{"usage":{"prompt_tokens":-1,"completion_tokens":5}}"#),
+            None
+        );
+        assert_eq!(
+            usage_in_body(br#"{"usage":{"prompt_tokens":1000000000000,"completion_tokens":5}}"#),
+            None
+        );
+        assert_eq!(usage_in_body(br#"{"usage":null}"#), None);
+        assert_eq!(usage_in_body(b"not json"), None);
+        assert_eq!(
+            usage_in_body(br#"{"usage":{"prompt_tokens":7}}"#),
+            Some(Usage {
+                prompt_tokens: 7,
+                completion_tokens: 0,
+                cached_tokens: 0
+            })
+        );
+    }
+
+    #[test]
+    fn estimates_count_prompt_and_output_text() {
+        let raw = serde_json::to_vec(&serde_json::json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hello world"}]})).unwrap();
+        let body = RequestBody::parse(&raw).unwrap();
+        let out =
+            br#"{"choices":[{"index":0,"message":{"role":"assistant","content":"hello world"}}]}"#;
+        let u = estimate_complete(Endpoint::ChatCompletions, &body, out);
+        assert_eq!(
+            u,
+            Usage {
+                prompt_tokens: 3 + 3 + 2,
+                completion_tokens: 2,
+                cached_tokens: 0
+            }
+        );
+        let chunks = [
+            Bytes::from_static(br#"{"choices":[{"delta":{"content":"hello"}}]}"#),
+            Bytes::from_static(br#"{"choices":[{"delta":{"content":" world"}}]}"#),
+        ];
+        assert_eq!(
+            estimate_stream(Endpoint::ChatCompletions, &body, &chunks).completion_tokens,
+            2
+        );
+    }
+}
