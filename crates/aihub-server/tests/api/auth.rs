@@ -284,13 +284,16 @@ async fn unknown_email_and_wrong_password_look_the_same(kind: BackendKind) {
         assert_eq!(a, b, "same body for unknown account and wrong password");
         assert_eq!(a["error"]["code"], "invalid_credentials");
     }
-    known.sort();
-    unknown.sort();
-    let (k, u) = (known[2].as_secs_f64(), unknown[2].as_secs_f64());
-    // Both run one argon2 verification; medians must be of the same order.
+    // Both paths run one argon2 verification (tens of ms); without the dummy verification an
+    // unknown account would answer in about a millisecond. The fastest of 7 interleaved tries
+    // is the figure least disturbed by other tests running in parallel.
+    let (k, u) = (
+        known.iter().min().unwrap().as_secs_f64(),
+        unknown.iter().min().unwrap().as_secs_f64(),
+    );
     assert!(
-        u > k * 0.5 && u < k * 2.0,
-        "median known {k:.4}s vs unknown {u:.4}s"
+        u > k / 3.0 && u < k * 3.0,
+        "fastest known {k:.4}s vs unknown {u:.4}s"
     );
     // Malformed e-mail: same answer too.
     let r = app.login("not-an-email", "whatever password").await;

@@ -74,6 +74,8 @@ pub struct TestApp {
     pub state: AppState,
     server: tokio::task::JoinHandle<()>,
     _db: TestDb,
+    /// Journal and secrets directories of this app.
+    pub dir: tempfile::TempDir,
 }
 
 impl Drop for TestApp {
@@ -90,10 +92,14 @@ pub async fn spawn_app(kind: BackendKind) -> TestApp {
 pub async fn spawn_app_with(kind: BackendKind, tweak: impl FnOnce(&mut Config)) -> TestApp {
     init_logs();
     let db = TestDb::new(kind).await;
+    let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.database = db.config.clone();
     config.gateway.last_used_flush_secs = 1;
+    config.gateway.secrets_dir = dir.path().join("secrets");
+    config.usage.journal_dir = dir.path().join("journal");
+    config.usage.load_interval_ms = 25;
     tweak(&mut config);
     let app = Application::build(config).await.expect("build app");
     let addr = app.local_addr().unwrap();
@@ -110,6 +116,7 @@ pub async fn spawn_app_with(kind: BackendKind, tweak: impl FnOnce(&mut Config)) 
         state,
         server,
         _db: db,
+        dir,
     }
 }
 
@@ -237,6 +244,63 @@ impl TestApp {
             .unwrap()
             .status()
     }
+}
+
+impl TestApp {
+    /// The usage record of `request_id`, once the loader has moved it into the database.
+    pub async fn usage_record(&self, request_id: &str) -> aihub_store::UsageRecord {
+        let id = uuid::Uuid::parse_str(request_id).unwrap();
+        for _ in 0..200 {
+            if let Some(r) = self.state.services.store.usage_record(id).await.unwrap() {
+                return r;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("no usage record for {request_id} after 5 s");
+    }
+
+    /// Signs up a user and gives them a key (optionally limited to `models`).
+    pub async fn user_with_key(&self, email: &str, models: Option<&[&str]>) -> (Signed, String) {
+        let who = self.signup(email).await;
+        let body = match models {
+            Some(m) => json!({"name": "k", "models": m}),
+            None => json!({"name": "k"}),
+        };
+        let (_, key) = self.create_key(&who, body).await;
+        (who, key)
+    }
+
+    /// Signs in a platform admin (created through the accounts service, as the CLI does).
+    pub async fn platform_admin(&self) -> String {
+        self.state
+            .services
+            .accounts
+            .create_user(
+                aihub_service::accounts::Registration {
+                    email: "root@example.com".into(),
+                    password: secrecy::SecretString::from(PASSWORD.to_owned()),
+                    name: Some("Operator".into()),
+                },
+                true,
+            )
+            .await
+            .unwrap();
+        self.token("root@example.com", PASSWORD).await
+    }
+
+    /// POSTs an OpenAI-style body to a `/v1` path with an API key.
+    pub async fn v1(&self, path: &str, key: &str, body: Value) -> Response {
+        self.req(Method::POST, path, Some(key))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// The `x-request-id` of a response.
+pub fn request_id(r: &Response) -> String {
+    r.headers()["x-request-id"].to_str().unwrap().to_owned()
 }
 
 /// The `error.code` of an API error body.

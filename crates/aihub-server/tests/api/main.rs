@@ -16,5 +16,7 @@ mod helpers;
 mod admin;
 mod auth;
 mod errors;
+mod gateway;
+mod gateway_admin;
 mod isolation;
 mod keys;

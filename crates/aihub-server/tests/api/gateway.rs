@@ -1,0 +1,811 @@
+//! The gateway against real HTTP upstreams (the mock OpenAI / Azure / Anthropic server):
+//! pass-through, streaming, usage metering, fault mapping, client disconnects.
+
+use std::time::Duration;
+
+use aihub_core::config::{Config, ModelConfig, ProviderConfig, ProviderKind};
+use aihub_core::secret::Secret;
+use aihub_mock_upstream::{Fault, MockOptions, MockUpstream};
+use aihub_store::BackendKind;
+use futures_util::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, api_tests, captured_logs, request_id, spawn_app_with};
+
+api_tests!(
+    chat_passes_through_and_is_metered,
+    streams_forward_chunks_and_meter_usage,
+    missing_usage_is_estimated_with_a_tokenizer,
+    upstream_faults_map_to_openai_errors,
+    stream_faults_end_with_an_error_event,
+    embeddings_and_completions,
+    anthropic_is_translated_both_ways,
+    azure_uses_deployment_urls,
+    allow_lists_and_unknown_models,
+    the_body_cannot_redirect_the_upstream,
+    disconnected_streams_are_still_billed_in_full,
+);
+
+const PROVIDER_KEY: &str = "upstream-provider-secret-0123456789";
+
+async fn setup(
+    kind: BackendKind,
+    provider: ProviderKind,
+    tweak: impl FnOnce(&mut Config),
+) -> (TestApp, MockUpstream) {
+    setup_with(kind, provider, MockOptions::default(), tweak).await
+}
+
+/// An app with provider `up` of `provider`'s kind pointing at a fresh mock upstream, and models
+/// `gpt-test` (upstream name `gpt-4o-2024-08-06`) and `embed-test` routed to it.
+async fn setup_with(
+    kind: BackendKind,
+    provider: ProviderKind,
+    options: MockOptions,
+    tweak: impl FnOnce(&mut Config),
+) -> (TestApp, MockUpstream) {
+    let mock = MockUpstream::start(MockOptions {
+        record_requests: true,
+        api_key: Some(PROVIDER_KEY.into()),
+        ..options
+    })
+    .await
+    .unwrap();
+    let base = match provider {
+        ProviderKind::Openai => format!("{}/v1", mock.url()),
+        _ => mock.url(),
+    };
+    let app = spawn_app_with(kind, |c| {
+        c.providers.push(ProviderConfig {
+            name: "up".into(),
+            kind: provider,
+            base_url: Some(base),
+            api_key: Some(Secret::new(PROVIDER_KEY.into())),
+            first_byte_timeout_ms: 1_000,
+            total_timeout_ms: 5_000,
+            ..ProviderConfig::default()
+        });
+        c.models.push(ModelConfig {
+            name: "gpt-test".into(),
+            provider: "up".into(),
+            upstream_model: Some("gpt-4o-2024-08-06".into()),
+        });
+        c.models.push(ModelConfig {
+            name: "embed-test".into(),
+            provider: "up".into(),
+            upstream_model: None,
+        });
+        tweak(c);
+    })
+    .await;
+    (app, mock)
+}
+
+/// Prices for the test models, effective now, through the admin API.
+async fn price_models(app: &TestApp) {
+    let root = app.platform_admin().await;
+    for (model, input, cached, output) in [
+        ("gpt-test", "2.50", "1.25", "10"),
+        ("embed-test", "0.1", "0.1", "0"),
+    ] {
+        let r = app
+            .post("/api/v1/admin/prices", &root, json!({"model": model, "currency": "USD", "input": input, "cached_input": cached, "output": output}))
+            .await;
+        assert_eq!(
+            r.status(),
+            StatusCode::CREATED,
+            "{}",
+            r.text().await.unwrap()
+        );
+    }
+}
+
+async fn chat_passes_through_and_is_metered(kind: BackendKind) {
+    let (app, mock) = setup(kind, ProviderKind::Openai, |_| {}).await;
+    price_models(&app).await;
+    let (who, key) = app.user_with_key("a@example.com", None).await;
+    let body = json!({
+        "model": "gpt-test",
+        "messages": [{"role": "system", "content": "be nice"}, {"role": "user", "content": "hello there friend CACHEHIT"}],
+        "max_tokens": 7,
+        "n": 2,
+        "stop": ["\n\n"],
+        "response_format": {"type": "json_object"},
+        "tools": [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}],
+        "temperature": 0.3,
+        "x_vendor_field": {"nested": [1, 2, 3]}
+    });
+    let r = app.v1("/v1/chat/completions", &key, body.clone()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let rid = request_id(&r);
+    let out: Value = r.json().await.unwrap();
+    assert_eq!(out["object"], "chat.completion");
+    assert_eq!(out["choices"].as_array().unwrap().len(), 2);
+
+    // What the upstream received: our credential, the upstream model, every other field as sent.
+    let sent = mock.requests().pop().unwrap();
+    assert_eq!(sent.path, "/v1/chat/completions");
+    assert_eq!(
+        sent.header("authorization"),
+        Some(format!("Bearer {PROVIDER_KEY}").as_str())
+    );
+    assert_eq!(sent.header("x-aihub-request-id"), Some(rid.as_str()));
+    let mut expected = body.clone();
+    expected["model"] = json!("gpt-4o-2024-08-06");
+    assert_eq!(sent.body.unwrap(), expected);
+
+    // The usage record: exact tokens and cost, from the upstream's usage.
+    let rec = app.usage_record(&rid).await;
+    let ledger = mock.ledger().pop().unwrap();
+    assert_eq!(rec.prompt_tokens, i64::from(ledger.prompt_tokens));
+    assert_eq!(rec.completion_tokens, i64::from(ledger.completion_tokens));
+    assert_eq!(rec.cached_tokens, i64::from(ledger.cached_tokens));
+    assert_eq!(rec.completion_tokens, 14, "7 tokens × n = 2");
+    assert!(rec.cached_tokens > 0);
+    // 2.50 $/M uncached input, 1.25 $/M cached input, 10 $/M output, in micro-dollars.
+    let p = rec.prompt_tokens - rec.cached_tokens;
+    let expected_cost =
+        (p * 2_500_000 + rec.cached_tokens * 1_250_000 + 14 * 10_000_000 + 500_000) / 1_000_000;
+    assert!(
+        (rec.cost_micros - expected_cost).abs() <= 1,
+        "{} vs {expected_cost}",
+        rec.cost_micros
+    );
+    assert_eq!(rec.currency.as_str(), "USD");
+    assert_eq!(
+        (
+            rec.status,
+            rec.error_code.as_deref(),
+            rec.streamed,
+            rec.estimated
+        ),
+        (200, None, false, false)
+    );
+    assert_eq!(rec.model, "gpt-test");
+    assert_eq!(rec.upstream_model.as_deref(), Some("gpt-4o-2024-08-06"));
+    assert_eq!(rec.provider.as_deref(), Some("up"));
+    assert_eq!(rec.org_id.to_string(), who.org_id);
+    assert_eq!(rec.user_id.unwrap().to_string(), who.user_id);
+
+    // The usage API reports it.
+    let sum: Value = app
+        .get(
+            &format!("/api/v1/orgs/{}/usage?group_by=model", who.org_id),
+            &who.token,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sum["data"][0]["group"], "gpt-test");
+    assert_eq!(sum["data"][0]["requests"], 1);
+    assert_eq!(sum["data"][0]["cost_micros"], rec.cost_micros);
+    let list: Value = app
+        .get(
+            &format!("/api/v1/orgs/{}/usage/requests", who.org_id),
+            &who.token,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["data"][0]["request_id"], rid);
+    // The provider's secret is nowhere in our logs.
+    assert!(!captured_logs().contains(PROVIDER_KEY));
+}
+
+async fn read_events(r: reqwest::Response) -> Vec<String> {
+    let text = r.text().await.unwrap();
+    text.split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| e.trim_start_matches("data: ").to_owned())
+        .collect()
+}
+
+async fn streams_forward_chunks_and_meter_usage(kind: BackendKind) {
+    let (app, mock) = setup(kind, ProviderKind::Openai, |_| {}).await;
+    let (_, key) = app.user_with_key("s@example.com", None).await;
+    let body = json!({"model": "gpt-test", "stream": true, "max_tokens": 5, "messages": [{"role": "user", "content": "count to five"}]});
+
+    // Without include_usage: the client gets no usage chunk, but the upstream was asked for one.
+    let r = app.v1("/v1/chat/completions", &key, body.clone()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let rid = request_id(&r);
+    let events = read_events(r).await;
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    assert!(
+        chunks
+            .iter()
+            .all(|c| !c["choices"].as_array().unwrap().is_empty()),
+        "no usage-only chunk"
+    );
+    let content: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(content.split_whitespace().count(), 5);
+    let sent = mock.requests().pop().unwrap().body.unwrap();
+    assert_eq!(sent["stream_options"]["include_usage"], true);
+    let rec = app.usage_record(&rid).await;
+    assert_eq!(
+        (rec.completion_tokens, rec.streamed, rec.estimated),
+        (5, true, false)
+    );
+    assert!(rec.ttft_ms.is_some());
+
+    // With include_usage: the usage chunk is passed on.
+    let mut with_usage = body.clone();
+    with_usage["stream_options"] = json!({"include_usage": true});
+    let r = app.v1("/v1/chat/completions", &key, with_usage).await;
+    let events = read_events(r).await;
+    let usage: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
+    assert_eq!(usage["usage"]["completion_tokens"], 5);
+
+    // Chunks arrive as they are produced, not buffered to the end.
+    let slow = MockUpstream::start(MockOptions {
+        chunk_interval: Duration::from_millis(150),
+        ..MockOptions::default()
+    })
+    .await
+    .unwrap();
+    let app2 = spawn_app_with(BackendKind::Sqlite, |c| {
+        c.providers.push(ProviderConfig {
+            name: "slow".into(),
+            base_url: Some(format!("{}/v1", slow.url())),
+            ..ProviderConfig::default()
+        });
+        c.models.push(ModelConfig {
+            name: "slow".into(),
+            provider: "slow".into(),
+            upstream_model: None,
+        });
+    })
+    .await;
+    let (_, key2) = app2.user_with_key("t@example.com", None).await;
+    let started = std::time::Instant::now();
+    let r = app2
+        .v1(
+            "/v1/chat/completions",
+            &key2,
+            json!({"model": "slow", "stream": true, "max_tokens": 10, "messages": []}),
+        )
+        .await;
+    let mut stream = r.bytes_stream();
+    let first = stream.next().await.unwrap().unwrap();
+    assert!(!first.is_empty());
+    assert!(
+        started.elapsed() < Duration::from_millis(600),
+        "first chunk after {:?}",
+        started.elapsed()
+    );
+}
+
+async fn missing_usage_is_estimated_with_a_tokenizer(kind: BackendKind) {
+    let (app, mock) = setup(kind, ProviderKind::Openai, |_| {}).await;
+    let (_, key) = app.user_with_key("e@example.com", None).await;
+    mock.set_fault(Fault::OmitUsage);
+    let body = json!({"model": "gpt-test", "max_tokens": 6, "messages": [{"role": "user", "content": "hello world"}]});
+    let r = app.v1("/v1/chat/completions", &key, body.clone()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let rec = app.usage_record(&request_id(&r)).await;
+    assert!(rec.estimated);
+    // "hello world" = 2 tokens + 3 per message + 3 for the reply. The output ("tok1 … tok6")
+    // is counted by the tokenizer, not by words.
+    assert_eq!(rec.prompt_tokens, 8);
+    assert!(rec.completion_tokens >= 6, "{}", rec.completion_tokens);
+    let non_streamed = rec.completion_tokens;
+
+    let mut stream = body;
+    stream["stream"] = json!(true);
+    let r = app.v1("/v1/chat/completions", &key, stream).await;
+    let rid = request_id(&r);
+    let events = read_events(r).await;
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    let rec = app.usage_record(&rid).await;
+    assert!(rec.estimated && rec.streamed);
+    assert_eq!(rec.prompt_tokens, 8);
+    assert_eq!(rec.completion_tokens, non_streamed, "same text, same count");
+}
+
+async fn upstream_faults_map_to_openai_errors(kind: BackendKind) {
+    let (app, mock) = setup(kind, ProviderKind::Openai, |_| {}).await;
+    let (_, key) = app.user_with_key("f@example.com", None).await;
+    let body = json!({"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]});
+    let cases = [
+        (
+            Fault::Status {
+                status: 429,
+                retry_after: Some(7),
+            },
+            StatusCode::TOO_MANY_REQUESTS,
+            "upstream_rate_limited",
+            "rate_limit_error",
+        ),
+        (
+            Fault::Status {
+                status: 500,
+                retry_after: None,
+            },
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            "api_error",
+        ),
+        (
+            Fault::Status {
+                status: 503,
+                retry_after: None,
+            },
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            "api_error",
+        ),
+        (
+            Fault::Status {
+                status: 400,
+                retry_after: None,
+            },
+            StatusCode::BAD_REQUEST,
+            "upstream_invalid_request",
+            "invalid_request_error",
+        ),
+        (
+            Fault::ErrorBodyWithSecret,
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            "api_error",
+        ),
+        (
+            Fault::HangBeforeHeaders,
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream_timeout",
+            "api_error",
+        ),
+    ];
+    for (fault, status, code, kind_) in cases {
+        mock.set_fault(fault.clone());
+        let started = std::time::Instant::now();
+        let r = app.v1("/v1/chat/completions", &key, body.clone()).await;
+        assert_eq!(r.status(), status, "{fault:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{fault:?} took {:?}",
+            started.elapsed()
+        );
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(r.headers()["retry-after"], "7");
+        }
+        let rid = request_id(&r);
+        let text = r.text().await.unwrap();
+        assert!(
+            !text.contains(PROVIDER_KEY),
+            "{fault:?} leaked the provider key: {text}"
+        );
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            (v["error"]["code"].as_str(), v["error"]["type"].as_str()),
+            (Some(code), Some(kind_)),
+            "{fault:?}"
+        );
+        let rec = app.usage_record(&rid).await;
+        assert_eq!(rec.status, i32::from(status.as_u16()));
+        assert_eq!(rec.error_code.as_deref(), Some(code));
+        assert_eq!(
+            rec.cost_micros, 0,
+            "no charge when the upstream produced nothing"
+        );
+    }
+    // Connection refused: 502, quickly.
+    drop(mock);
+    let r = app.v1("/v1/chat/completions", &key, body).await;
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "upstream_unavailable");
+}
+
+async fn stream_faults_end_with_an_error_event(kind: BackendKind) {
+    let (app, mock) = setup(kind, ProviderKind::Openai, |_| {}).await;
+    let (_, key) = app.user_with_key("g@example.com", None).await;
+    let body = json!({"model": "gpt-test", "stream": true, "max_tokens": 8, "messages": [{"role": "user", "content": "go"}]});
+
+    // Stall mid-stream: the chunks sent so far arrive, then an error event after the idle timeout.
+    mock.set_fault(Fault::StallAfterChunks(3));
+    let r = app.v1("/v1/chat/completions", &key, body.clone()).await;
+    let rid = request_id(&r);
+    let events = read_events(r).await;
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["code"], "upstream_timeout");
+    let rec = app.usage_record(&rid).await;
+    assert_eq!(rec.error_code.as_deref(), Some("upstream_timeout"));
+    assert!(rec.estimated && rec.completion_tokens >= 3, "{rec:?}");
+
+    // Connection dropped mid-stream.
+    mock.set_fault(Fault::CloseAfterChunks(2));
+    let r = app.v1("/v1/chat/completions", &key, body.clone()).await;
+    let rid = request_id(&r);
+    let events = read_events(r).await;
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["code"], "upstream_unavailable");
+    assert_eq!(
+        app.usage_record(&rid).await.error_code.as_deref(),
+        Some("upstream_unavailable")
+    );
+
+    // Malformed SSE: the broken event is dropped, the rest arrives, usage is exact.
+    mock.set_fault(Fault::MalformedSse);
+    let r = app.v1("/v1/chat/completions", &key, body.clone()).await;
+    let rid = request_id(&r);
+    let events = read_events(r).await;
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    for e in &events[..events.len() - 1] {
+        serde_json::from_str::<Value>(e)
+            .unwrap_or_else(|_| panic!("client received a malformed event: {e}"));
+    }
+    let rec = app.usage_record(&rid).await;
+    assert_eq!(
+        (rec.completion_tokens, rec.estimated, rec.error_code),
+        (8, false, None)
+    );
+}
+
+async fn embeddings_and_completions(kind: BackendKind) {
+    let (app, mock) = setup(kind, ProviderKind::Openai, |_| {}).await;
+    price_models(&app).await;
+    let (_, key) = app.user_with_key("h@example.com", None).await;
+    let r = app
+        .v1(
+            "/v1/embeddings",
+            &key,
+            json!({"model": "embed-test", "input": ["one two", "three"], "dimensions": 4}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let rid = request_id(&r);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["data"].as_array().unwrap().len(), 2);
+    assert_eq!(mock.requests().pop().unwrap().path, "/v1/embeddings");
+    let rec = app.usage_record(&rid).await;
+    assert_eq!(
+        (
+            rec.endpoint.as_str(),
+            rec.prompt_tokens,
+            rec.completion_tokens
+        ),
+        ("embeddings", 3, 0)
+    );
+    let r = app
+        .v1(
+            "/v1/embeddings",
+            &key,
+            json!({"model": "embed-test", "input": "x", "stream": true}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    let r = app
+        .v1(
+            "/v1/completions",
+            &key,
+            json!({"model": "gpt-test", "prompt": "once upon a time", "max_tokens": 4}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let rid = request_id(&r);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["object"], "text_completion");
+    let rec = app.usage_record(&rid).await;
+    assert_eq!(
+        (
+            rec.endpoint.as_str(),
+            rec.prompt_tokens,
+            rec.completion_tokens
+        ),
+        ("completions", 4, 4)
+    );
+    let r = app
+        .v1(
+            "/v1/completions",
+            &key,
+            json!({"model": "gpt-test", "prompt": "a b", "max_tokens": 3, "stream": true}),
+        )
+        .await;
+    let rid = request_id(&r);
+    assert_eq!(read_events(r).await.last().unwrap(), "[DONE]");
+    assert_eq!(app.usage_record(&rid).await.completion_tokens, 3);
+}
+
+async fn anthropic_is_translated_both_ways(kind: BackendKind) {
+    let (app, mock) = setup(kind, ProviderKind::Anthropic, |_| {}).await;
+    let (_, key) = app.user_with_key("i@example.com", None).await;
+    let tools = json!([{"type": "function", "function": {"name": "weather", "description": "w", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
+    let body = json!({
+        "model": "gpt-test", "max_tokens": 6,
+        "messages": [{"role": "system", "content": "brief"}, {"role": "user", "content": "hello CACHEHIT"}]
+    });
+    let r = app.v1("/v1/chat/completions", &key, body.clone()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let rid = request_id(&r);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["choices"][0]["finish_reason"], "length");
+    assert_eq!(
+        v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .count(),
+        6
+    );
+    let sent = mock.requests().pop().unwrap();
+    assert_eq!(sent.path, "/v1/messages");
+    assert_eq!(sent.header("x-api-key"), Some(PROVIDER_KEY));
+    assert!(sent.header("anthropic-version").is_some());
+    let sent = sent.body.unwrap();
+    assert_eq!(sent["system"], "brief");
+    assert_eq!(sent["model"], "gpt-4o-2024-08-06");
+    let rec = app.usage_record(&rid).await;
+    let ledger = mock.ledger().pop().unwrap();
+    assert_eq!(
+        rec.prompt_tokens,
+        i64::from(ledger.prompt_tokens),
+        "prompt = input + cache read"
+    );
+    assert_eq!(rec.cached_tokens, i64::from(ledger.cached_tokens));
+    assert!(rec.cached_tokens > 0);
+    assert_eq!(rec.completion_tokens, 6);
+
+    // Tool calls, streamed: the arguments reassemble into the JSON the upstream produced.
+    let mut tool_body = json!({"model": "gpt-test", "stream": true, "tools": tools, "messages": [{"role": "user", "content": "CALLTOOL please"}]});
+    let r = app
+        .v1("/v1/chat/completions", &key, tool_body.clone())
+        .await;
+    let rid = request_id(&r);
+    let events = read_events(r).await;
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let args: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str())
+        .collect();
+    assert_eq!(
+        serde_json::from_str::<Value>(&args).unwrap(),
+        serde_json::from_str::<Value>(aihub_mock_upstream::TOOL_ARGUMENTS).unwrap()
+    );
+    assert!(
+        chunks
+            .iter()
+            .any(|c| c["choices"][0]["finish_reason"] == "tool_calls")
+    );
+    let rec = app.usage_record(&rid).await;
+    assert_eq!((rec.streamed, rec.estimated), (true, false));
+    assert_eq!(
+        rec.completion_tokens,
+        i64::from(mock.ledger().pop().unwrap().completion_tokens)
+    );
+
+    // Non-streaming tool call, and the tool result sent back.
+    tool_body["stream"] = json!(false);
+    let v: Value = app
+        .v1("/v1/chat/completions", &key, tool_body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let call = &v["choices"][0]["message"]["tool_calls"][0];
+    assert_eq!(call["function"]["name"], "weather");
+    let follow = json!({"model": "gpt-test", "tools": tools, "messages": [
+        {"role": "user", "content": "CALLTOOL please"},
+        {"role": "assistant", "content": null, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call["id"], "content": "sunny"}
+    ]});
+    let r = app.v1("/v1/chat/completions", &key, follow).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let sent = mock.requests().pop().unwrap().body.unwrap();
+    assert_eq!(sent["messages"][1]["content"][0]["type"], "tool_use");
+    assert_eq!(sent["messages"][2]["content"][0]["type"], "tool_result");
+    // Endpoints Anthropic does not serve.
+    let r = app
+        .v1(
+            "/v1/embeddings",
+            &key,
+            json!({"model": "embed-test", "input": "x"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "unsupported_endpoint");
+    // Upstream errors in Anthropic's shape map like any other.
+    mock.set_fault(Fault::Status {
+        status: 529,
+        retry_after: None,
+    });
+    let r = app.v1("/v1/chat/completions", &key, body).await;
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+}
+
+async fn azure_uses_deployment_urls(kind: BackendKind) {
+    let (app, mock) = setup(kind, ProviderKind::Azure, |c| {
+        c.providers.last_mut().unwrap().api_version = Some("2024-10-21".into());
+    })
+    .await;
+    let (_, key) = app.user_with_key("j@example.com", None).await;
+    let r = app.v1("/v1/chat/completions", &key, json!({"model": "gpt-test", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let sent = mock.requests().pop().unwrap();
+    assert_eq!(
+        sent.path,
+        "/openai/deployments/gpt-4o-2024-08-06/chat/completions"
+    );
+    assert_eq!(sent.query_param("api-version"), Some("2024-10-21"));
+    assert_eq!(sent.header("api-key"), Some(PROVIDER_KEY));
+    assert!(sent.header("authorization").is_none());
+    let rec = app.usage_record(&request_id(&r)).await;
+    assert_eq!(rec.completion_tokens, 2);
+}
+
+async fn allow_lists_and_unknown_models(kind: BackendKind) {
+    let (app, mock) = setup(kind, ProviderKind::Openai, |_| {}).await;
+    let (_, key) = app
+        .user_with_key("k@example.com", Some(&["embed-test"]))
+        .await;
+    let models: Value = app
+        .req(reqwest::Method::GET, "/v1/models", Some(&key))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["embed-test"]);
+    let r = app
+        .v1(
+            "/v1/chat/completions",
+            &key,
+            json!({"model": "gpt-test", "messages": []}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let rid = request_id(&r);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (v["error"]["code"].as_str(), v["error"]["param"].as_str()),
+        (Some("model_not_allowed"), Some("model"))
+    );
+    assert_eq!(app.usage_record(&rid).await.status, 403);
+    let (_, all) = app.user_with_key("l@example.com", None).await;
+    let models: Value = app
+        .req(reqwest::Method::GET, "/v1/models", Some(&all))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        models["data"].as_array().unwrap().len(),
+        4,
+        "mock-chat, mock-embedding, gpt-test, embed-test"
+    );
+    let r = app
+        .v1(
+            "/v1/chat/completions",
+            &all,
+            json!({"model": "nope", "messages": []}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "model_not_found");
+    // Bad bodies: OpenAI-shaped 400s, metered, never sent upstream.
+    let before = mock.request_count();
+    for (body, code) in [
+        (json!({"messages": []}), "missing_model"),
+        (
+            json!({"model": "gpt-test", "stream": "yes"}),
+            "invalid_type",
+        ),
+        (
+            json!({"model": "gpt-test", "max_tokens": -1}),
+            "invalid_value",
+        ),
+    ] {
+        let r = app.v1("/v1/chat/completions", &all, body).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], code);
+    }
+    let r = app
+        .req(reqwest::Method::POST, "/v1/chat/completions", Some(&all))
+        .body("{oops")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(mock.request_count(), before);
+}
+
+async fn the_body_cannot_redirect_the_upstream(kind: BackendKind) {
+    let (app, mock) = setup(kind, ProviderKind::Openai, |c| {
+        c.gateway.max_request_bytes = 64 * 1024
+    })
+    .await;
+    let (_, key) = app.user_with_key("m@example.com", None).await;
+    let body = json!({
+        "model": "gpt-test", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}],
+        "api_base": "http://127.0.0.1:1/evil", "base_url": "http://127.0.0.1:1/evil",
+        "api_key": "attacker", "headers": {"Authorization": "Bearer attacker"}, "extra_headers": {"x": "y"}
+    });
+    let r = app.v1("/v1/chat/completions", &key, body).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let sent = mock.requests().pop().unwrap();
+    assert_eq!(
+        sent.header("authorization"),
+        Some(format!("Bearer {PROVIDER_KEY}").as_str())
+    );
+    assert_eq!(sent.path, "/v1/chat/completions");
+    // Oversized bodies: 413 in OpenAI's shape.
+    let big =
+        json!({"model": "gpt-test", "messages": [{"role": "user", "content": "x".repeat(70_000)}]});
+    let r = app.v1("/v1/chat/completions", &key, big).await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "request_too_large");
+}
+
+/// Policy: when a client disconnects mid-stream, the gateway keeps reading the upstream to its
+/// end and bills the usage the upstream reports — what the provider will charge.
+async fn disconnected_streams_are_still_billed_in_full(kind: BackendKind) {
+    let options = MockOptions {
+        chunk_interval: Duration::from_millis(20),
+        ..MockOptions::default()
+    };
+    let (app, slow) = setup_with(kind, ProviderKind::Openai, options, |_| {}).await;
+    let (_, key) = app.user_with_key("n@example.com", None).await;
+    let body = json!({"model": "gpt-test", "stream": true, "max_tokens": 40, "messages": [{"role": "user", "content": "tell a story"}]});
+    for after in [0usize, 1, 10] {
+        let r = app.v1("/v1/chat/completions", &key, body.clone()).await;
+        let rid = request_id(&r);
+        let mut stream = r.bytes_stream();
+        let mut events = 0;
+        while events < after {
+            let chunk = stream.next().await.unwrap().unwrap();
+            events += chunk.windows(2).filter(|w| w == b"\n\n").count();
+        }
+        drop(stream);
+        let started = std::time::Instant::now();
+        let rec = app.usage_record(&rid).await;
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(
+            rec.completion_tokens, 40,
+            "after {after} chunks: billed what the upstream produced"
+        );
+        assert!(!rec.estimated);
+        assert_eq!(
+            rec.error_code.as_deref(),
+            Some("client_disconnected"),
+            "after {after} chunks"
+        );
+    }
+    let ledger = slow.ledger();
+    assert_eq!(ledger.len(), 3);
+    assert!(
+        ledger
+            .iter()
+            .all(|l| l.completed && l.completion_tokens == 40),
+        "{ledger:?}"
+    );
+}
