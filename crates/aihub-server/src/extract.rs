@@ -163,14 +163,55 @@ pub(crate) fn client_of(parts: &Parts, state: &AppState) -> Client {
     }
 }
 
-/// The right-most address in `X-Forwarded-For` that is not one of our proxies.
+/// The right-most address in `X-Forwarded-For` that is not one of our proxies. Entries left of
+/// it were written by the client and are never consulted; if that entry does not parse, there
+/// is no trustworthy client address and the caller falls back to the peer.
 fn forwarded_client(parts: &Parts, trusted: &[IpAddr]) -> Option<IpAddr> {
-    let mut hops: Vec<IpAddr> = Vec::new();
+    let mut hops: Vec<&str> = Vec::new();
     for v in parts.headers.get_all("x-forwarded-for") {
-        let s = v.to_str().ok()?;
-        for part in s.split(',') {
-            hops.push(part.trim().parse().ok()?);
+        hops.extend(v.to_str().ok()?.split(',').map(str::trim));
+    }
+    for hop in hops.into_iter().rev() {
+        let ip: IpAddr = hop.parse().ok()?;
+        if !trusted.contains(&ip) {
+            return Some(ip);
         }
     }
-    hops.into_iter().rev().find(|ip| !trusted.contains(ip))
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(xff: &[&str]) -> Parts {
+        let mut b = axum::http::Request::builder();
+        for v in xff {
+            b = b.header("x-forwarded-for", *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn forwarded_for_is_read_from_the_right() {
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let trusted = [proxy];
+        // The client forged a left-most entry; the proxy appended the real address.
+        let p = parts(&["6.6.6.6, 203.0.113.5", "10.0.0.1"]);
+        assert_eq!(
+            forwarded_client(&p, &trusted),
+            Some("203.0.113.5".parse().unwrap())
+        );
+        // Garbage on the client's side of the chain does not matter.
+        let p = parts(&["not-an-ip, 203.0.113.5"]);
+        assert_eq!(
+            forwarded_client(&p, &trusted),
+            Some("203.0.113.5".parse().unwrap())
+        );
+        // Garbage where the real address should be: no client address.
+        let p = parts(&["203.0.113.5, garbage"]);
+        assert_eq!(forwarded_client(&p, &trusted), None);
+        assert_eq!(forwarded_client(&parts(&[]), &trusted), None);
+        assert_eq!(forwarded_client(&parts(&["10.0.0.1"]), &trusted), None);
+    }
 }

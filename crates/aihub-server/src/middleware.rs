@@ -71,12 +71,22 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
     resp
 }
 
-/// `Strict-Transport-Security`, added only when the deployment is served over HTTPS.
-pub async fn hsts(req: Request, next: Next) -> Response {
-    let mut resp = next.run(req).await;
-    resp.headers_mut().insert(
-        header::STRICT_TRANSPORT_SECURITY,
-        HeaderValue::from_static("max-age=31536000; includeSubDomains"),
-    );
+/// `Strict-Transport-Security` on responses to requests that came over HTTPS (as far as the
+/// server can tell: `server.public_url`, `server.secure_cookies`, or `X-Forwarded-Proto: https`
+/// from a trusted proxy). Browsers ignore it over plain HTTP anyway.
+pub async fn hsts(
+    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let tls = crate::extract::client_of(&parts, &state).tls;
+    let mut resp = next.run(Request::from_parts(parts, body)).await;
+    if tls {
+        resp.headers_mut().insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
     resp
 }

@@ -42,6 +42,25 @@ impl Admin {
         Ok(Page::from_overfetch(rows, limit, |u| u.id))
     }
 
+    /// Grants or revokes platform-admin rights. For the operator CLI, which runs with direct
+    /// access to the database and so needs no acting user.
+    pub async fn set_platform_admin_by_email(&self, email: &str, value: bool) -> Result<User> {
+        let email = aihub_core::Email::parse(email)
+            .map_err(|e| ServiceError::invalid("invalid_email", e.to_string()))?;
+        let user = self
+            .store
+            .user_by_email(&email)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        self.store.set_platform_admin(user.id, value, now()).await?;
+        self.events.publish(Invalidation::User(user.id));
+        tracing::info!(user_id = %user.id, value, "platform admin rights changed");
+        self.store
+            .user_by_id(user.id)
+            .await?
+            .ok_or(ServiceError::NotFound)
+    }
+
     /// Disables or re-enables a user. Disabling ends all their sessions in the same transaction
     /// and stops their keys at once (the gateway's cache is told); re-enabling restores keys, not
     /// sessions.

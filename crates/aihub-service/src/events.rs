@@ -2,7 +2,7 @@
 //! editing one, disabling a user) publishes an event; caches subscribe and forget the affected
 //! entries. Subscribers run synchronously inside `publish`, so when a service call returns, every
 //! cache of this instance has already forgotten — "revoked" means refused on the very next
-//! request. In a cluster, a relay subscriber forwards events to the other instances.
+//! request. Other instances' caches expire entries within `gateway.key_cache_ttl_secs`.
 
 use std::sync::{Arc, RwLock};
 

@@ -96,13 +96,17 @@ impl Keys {
         let expires_at = input.expires_at.map(|e| parse_expiry(e, t)).transpose()?;
         let models = input.models.map(parse_models).transpose()?;
         let minted = crypto::mint_api_key()?;
-        let owner = scope.actor().user_id;
+        let creator = scope.actor().user_id;
+        // A platform admin acting in an organization they do not belong to creates a key owned
+        // by the organization, not by themselves (a personal key of a non-member would be
+        // refused by the gateway).
+        let owner = scope.role().map(|_| creator);
         let key = ApiKey {
             id: KeyId::new(),
             org_id: scope.org_id(),
             team_id: None,
-            owner_user_id: Some(owner),
-            created_by: owner,
+            owner_user_id: owner,
+            created_by: creator,
             name,
             prefix: minted.prefix,
             models,
@@ -276,8 +280,14 @@ fn parse_expiry(at: DateTime<Utc>, now: DateTime<Utc>) -> Result<DateTime<Utc>> 
 }
 
 /// Validates a model allow-list: 1–100 distinct names, each 1–128 visible characters. Order is
-/// kept; duplicates are dropped.
+/// kept; duplicates are dropped. (`null` instead of a list means every model.)
 fn parse_models(models: Vec<String>) -> Result<Vec<String>> {
+    if models.is_empty() {
+        return Err(ServiceError::invalid(
+            "invalid_models",
+            "give at least one model, or null to allow every model",
+        ));
+    }
     if models.len() > MAX_MODELS_PER_KEY {
         return Err(ServiceError::invalid(
             "invalid_models",
@@ -380,7 +390,10 @@ mod tests {
         assert!(parse_models(vec!["has space".into()]).is_err());
         assert!(parse_models(vec!["x".repeat(129)]).is_err());
         assert!(parse_models((0..101).map(|i| i.to_string()).collect()).is_err());
-        assert_eq!(parse_models(vec![]).unwrap(), Vec::<String>::new());
+        assert!(
+            parse_models(vec![]).is_err(),
+            "an empty list would make a useless key"
+        );
     }
 
     #[test]

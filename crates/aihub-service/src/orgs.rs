@@ -44,13 +44,11 @@ impl OrgScope {
         &self.actor
     }
 
-    /// Whether the caller may perform `action` here.
+    /// Whether the caller may perform `action` here. Platform admins may do everything, whatever
+    /// their own role in the organization.
     #[must_use]
     pub fn can(&self, action: Action) -> bool {
-        match self.role {
-            Some(role) => allows(role, action),
-            None => self.actor.is_platform_admin,
-        }
+        self.actor.is_platform_admin || self.role.is_some_and(|role| allows(role, action))
     }
 
     /// `Forbidden` unless the caller may perform `action` here.

@@ -3,9 +3,7 @@
 
 use std::io::{BufRead, Write};
 
-use aihub_core::Email;
 use aihub_core::config::Config;
-use aihub_core::time::now;
 use aihub_service::Services;
 use aihub_service::accounts::Registration;
 use aihub_store::Store;
@@ -22,12 +20,19 @@ pub async fn run(cmd: AdminCommand, config: Config) -> anyhow::Result<()> {
         .await
         .context("opening the database")?;
     store.migrate().await.context("applying migrations")?;
-    let result = match cmd {
+    let result = run_with(cmd, &config, store.clone()).await;
+    store.close().await;
+    result
+}
+
+async fn run_with(cmd: AdminCommand, config: &Config, store: Store) -> anyhow::Result<()> {
+    let services = Services::build(store, config)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut out = std::io::stdout().lock();
+    match cmd {
         AdminCommand::CreateUser(args) => {
             let password = read_password()?;
-            let services = Services::build(store.clone(), &config)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
             let (user, org) = services
                 .accounts
                 .create_user(
@@ -40,7 +45,6 @@ pub async fn run(cmd: AdminCommand, config: Config) -> anyhow::Result<()> {
                 )
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let mut out = std::io::stdout().lock();
             writeln!(
                 out,
                 "created user {} <{}>{} with organization {}",
@@ -53,25 +57,26 @@ pub async fn run(cmd: AdminCommand, config: Config) -> anyhow::Result<()> {
                 },
                 org.id
             )?;
-            Ok(())
         }
         AdminCommand::SetPlatformAdmin(args) => {
-            let email = Email::parse(&args.email)?;
-            let Some(user) = store.user_by_email(&email).await? else {
-                bail!("no user with email {email}");
-            };
-            store.set_platform_admin(user.id, args.value, now()).await?;
+            let user = services
+                .admin
+                .set_platform_admin_by_email(&args.email, args.value)
+                .await
+                .map_err(|e| match e {
+                    aihub_service::ServiceError::NotFound => {
+                        anyhow::anyhow!("no user with email {}", args.email)
+                    }
+                    other => anyhow::anyhow!("{other}"),
+                })?;
             writeln!(
-                std::io::stdout().lock(),
+                out,
                 "user {} platform admin: {}",
-                user.id,
-                args.value
+                user.id, user.is_platform_admin
             )?;
-            Ok(())
         }
-    };
-    store.close().await;
-    result
+    }
+    Ok(())
 }
 
 /// The password from `AIHUB_ADMIN_PASSWORD`, or the first line of stdin (without its newline).

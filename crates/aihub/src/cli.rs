@@ -27,7 +27,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the gateway, the API and the dashboard (the default).
+    /// Serve the gateway (`/v1`) and the management API (`/api/v1`); the default.
     Serve(ServeArgs),
     /// Apply database migrations and exit.
     Migrate,

@@ -38,28 +38,17 @@ pub fn router(state: AppState) -> Router {
     let gateway = v1::router()
         .layer(DefaultBodyLimit::disable())
         .layer(from_fn_with_state(state.clone(), v1::require_key));
-    let secure = state.config.server.secure_cookies
-        || state
-            .config
-            .server
-            .public_url
-            .as_deref()
-            .is_some_and(|u| u.starts_with("https://"));
-
-    let app = Router::new()
+    Router::new()
         .merge(health::router())
         .merge(api)
         .merge(gateway)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(CatchPanicLayer::custom(|_| panic_response()))
-        .layer(from_fn(security_headers));
-    let app = if secure {
-        app.layer(from_fn(hsts))
-    } else {
-        app
-    };
-    app.layer(from_fn(request_context)).with_state(state)
+        .layer(from_fn(security_headers))
+        .layer(from_fn_with_state(state.clone(), hsts))
+        .layer(from_fn(request_context))
+        .with_state(state)
 }
 
 async fn not_found(uri: Uri) -> Response {

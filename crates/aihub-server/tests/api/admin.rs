@@ -1,38 +1,19 @@
 //! Platform administration: disabling a user ends their sessions and stops their keys at once.
 
-use aihub_service::accounts::Registration;
 use aihub_store::BackendKind;
 use reqwest::{Method, StatusCode};
-use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, TestApp, api_tests, error_code, spawn_app};
+use crate::helpers::{PASSWORD, api_tests, error_code, spawn_app};
 
 api_tests!(
     disabled_users_lose_sessions_and_keys_at_once,
     admin_routes_need_a_platform_admin
 );
 
-async fn platform_admin(app: &TestApp) -> String {
-    app.state
-        .services
-        .accounts
-        .create_user(
-            Registration {
-                email: "root@example.com".into(),
-                password: SecretString::from(PASSWORD.to_owned()),
-                name: Some("Operator".into()),
-            },
-            true,
-        )
-        .await
-        .unwrap();
-    app.token("root@example.com", PASSWORD).await
-}
-
 async fn disabled_users_lose_sessions_and_keys_at_once(kind: BackendKind) {
     let app = spawn_app(kind).await;
-    let root = platform_admin(&app).await;
+    let root = app.platform_admin().await;
     let u = app.signup("user@example.com").await;
     let second_session = app.token("user@example.com", PASSWORD).await;
     let (_, key) = app.create_key(&u, json!({"name": "k"})).await;
@@ -115,7 +96,7 @@ async fn disabled_users_lose_sessions_and_keys_at_once(kind: BackendKind) {
 
 async fn admin_routes_need_a_platform_admin(kind: BackendKind) {
     let app = spawn_app(kind).await;
-    let root = platform_admin(&app).await;
+    let root = app.platform_admin().await;
     let u = app.signup("plain@example.com").await;
     let v = app.signup("victim@example.com").await;
     let r = app.get("/api/v1/admin/users", &u.token).await;
