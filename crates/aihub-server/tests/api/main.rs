@@ -20,3 +20,4 @@ mod gateway;
 mod gateway_admin;
 mod isolation;
 mod keys;
+mod openai_sdk;
