@@ -279,15 +279,16 @@ impl Gateway {
             .ok_or_else(missing)
     }
 
-    fn record(&self, entry: &FinishEntry) {
-        if let Err(e) = self.journal.append(&Entry::Finish(entry.clone())) {
-            tracing::error!(error = %e, request_id = %entry.request_id, "could not write usage to the journal");
+    fn record(&self, entry: FinishEntry) {
+        let request_id = entry.request_id;
+        if let Err(e) = self.journal.append(&Entry::Finish(entry)) {
+            tracing::error!(error = %e, %request_id, "could not write usage to the journal");
         }
     }
 
     /// Ends a request with an error response and its usage record.
     fn reject(&self, meter: &Meter, e: &GatewayError, head: oneshot::Sender<GatewayResponse>) {
-        self.record(&meter.finish(e.status, Some(e.code), Usage::default(), false));
+        self.record(meter.finish(e.status, Some(e.code), Usage::default(), false));
         let _ = head.send(GatewayResponse::error(e));
     }
 
@@ -407,7 +408,7 @@ impl Gateway {
                     Some(u) => (u, false),
                     None => (estimate_complete(endpoint, &body, &out), true),
                 };
-                self.record(&meter.finish(StatusCode::OK, None, usage, estimated));
+                self.record(meter.finish(StatusCode::OK, None, usage, estimated));
                 let _ = head.send(GatewayResponse {
                     status: StatusCode::OK,
                     body: ResponseBody::Json(out),
@@ -526,7 +527,7 @@ impl Gateway {
         estimated: bool,
         tx: &mpsc::Sender<Bytes>,
     ) {
-        self.record(&meter.finish(StatusCode::OK, end.code(), usage, estimated));
+        self.record(meter.finish(StatusCode::OK, end.code(), usage, estimated));
         let tail = match &end {
             StreamEnd::Fault(f) => {
                 let e = GatewayError::new(

@@ -25,6 +25,7 @@ api_tests!(
     allow_lists_and_unknown_models,
     the_body_cannot_redirect_the_upstream,
     disconnected_streams_are_still_billed_in_full,
+    total_timeout_bounds_slow_streams,
 );
 
 const PROVIDER_KEY: &str = "upstream-provider-secret-0123456789";
@@ -807,5 +808,36 @@ async fn disconnected_streams_are_still_billed_in_full(kind: BackendKind) {
             .iter()
             .all(|l| l.completed && l.completion_tokens == 40),
         "{ledger:?}"
+    );
+}
+
+/// A stream that keeps trickling never exceeds the provider's total timeout.
+async fn total_timeout_bounds_slow_streams(kind: BackendKind) {
+    let options = MockOptions {
+        chunk_interval: Duration::from_millis(100),
+        ..MockOptions::default()
+    };
+    let (app, _mock) = setup_with(kind, ProviderKind::Openai, options, |c| {
+        c.providers.last_mut().unwrap().total_timeout_ms = 700;
+    })
+    .await;
+    let (_, key) = app.user_with_key("o@example.com", None).await;
+    let started = std::time::Instant::now();
+    let r = app.v1("/v1/chat/completions", &key, json!({"model": "gpt-test", "stream": true, "max_tokens": 50, "messages": [{"role": "user", "content": "slowly"}]})).await;
+    let rid = request_id(&r);
+    let events = read_events(r).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(2_000),
+        "took {:?}",
+        started.elapsed()
+    );
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["code"], "upstream_timeout");
+    let rec = app.usage_record(&rid).await;
+    assert_eq!(rec.error_code.as_deref(), Some("upstream_timeout"));
+    assert!(
+        rec.completion_tokens > 0 && rec.completion_tokens < 50,
+        "billed what arrived: {}",
+        rec.completion_tokens
     );
 }
