@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use aihub_core::config::GatewayConfig;
 use aihub_core::{Currency, time};
-use aihub_service::catalog::{Catalog, CatalogSnapshot, Price};
+use aihub_service::catalog::{Catalog, CatalogSnapshot, Price, ProviderSpec};
 use aihub_store::KeyAuth;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -74,9 +74,10 @@ pub struct ModelInfo {
     pub owned_by: String,
 }
 
+/// Live providers (with their HTTP connection pools) for one catalog version.
 struct Providers {
     version: u64,
-    map: HashMap<String, Arc<Provider>>,
+    map: HashMap<String, (Arc<ProviderSpec>, Arc<Provider>)>,
 }
 
 pub struct Gateway {
@@ -247,7 +248,11 @@ impl Gateway {
             || GatewayError::upstream_unavailable("The model's provider is not available.");
         let current = self.providers.load();
         if current.version == snap.version {
-            return current.map.get(name).cloned().ok_or_else(missing);
+            return current
+                .map
+                .get(name)
+                .map(|(_, p)| p.clone())
+                .ok_or_else(missing);
         }
         let _guard = self
             .rebuild
@@ -257,9 +262,16 @@ impl Gateway {
         if current.version != snap.version {
             let mut map = HashMap::with_capacity(snap.providers.len());
             for (n, spec) in &snap.providers {
+                // An unchanged provider keeps its connection pool.
+                if let Some((old_spec, old)) = current.map.get(n)
+                    && old_spec == spec
+                {
+                    map.insert(n.clone(), (spec.clone(), old.clone()));
+                    continue;
+                }
                 match Provider::build(spec) {
                     Ok(p) => {
-                        map.insert(n.clone(), Arc::new(p));
+                        map.insert(n.clone(), (spec.clone(), Arc::new(p)));
                     }
                     Err(e) => {
                         tracing::error!(provider = %n, error = %e.message, "provider unavailable")
@@ -275,7 +287,7 @@ impl Gateway {
             .load()
             .map
             .get(name)
-            .cloned()
+            .map(|(_, p)| p.clone())
             .ok_or_else(missing)
     }
 

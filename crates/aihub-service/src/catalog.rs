@@ -45,7 +45,7 @@ impl Source {
 }
 
 /// A provider ready to be called: its credential resolved.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProviderSpec {
     pub name: String,
     pub kind: ProviderKind,

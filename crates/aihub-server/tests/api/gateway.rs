@@ -26,6 +26,7 @@ api_tests!(
     the_body_cannot_redirect_the_upstream,
     disconnected_streams_are_still_billed_in_full,
     total_timeout_bounds_slow_streams,
+    the_hot_path_needs_no_database,
 );
 
 const PROVIDER_KEY: &str = "upstream-provider-secret-0123456789";
@@ -840,4 +841,41 @@ async fn total_timeout_bounds_slow_streams(kind: BackendKind) {
         "billed what arrived: {}",
         rec.completion_tokens
     );
+}
+
+/// Proof that a request does not wait on the database: with the key cached, the database pools
+/// are closed, and requests (streaming and not) are still served and journaled.
+async fn the_hot_path_needs_no_database(kind: BackendKind) {
+    let (app, mock) = setup(kind, ProviderKind::Openai, |_| {}).await;
+    let (_, key) = app.user_with_key("q@example.com", None).await;
+    let body = json!({"model": "gpt-test", "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(
+        app.v1("/v1/chat/completions", &key, body.clone())
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    app.state.services.store.close().await;
+    assert!(
+        app.state.services.store.ping().await.is_err(),
+        "the database is unreachable now"
+    );
+    let mut stream = body.clone();
+    stream["stream"] = json!(true);
+    for i in 0..20 {
+        let b = if i % 2 == 0 { &body } else { &stream };
+        let r = app.v1("/v1/chat/completions", &key, b.clone()).await;
+        assert_eq!(r.status(), StatusCode::OK, "request {i}");
+        let _ = r.bytes().await.unwrap();
+    }
+    assert_eq!(mock.ledger().len(), 21);
+    // Their usage waits in the journal (21 starts + 21 finishes, one line each).
+    let journal = app.dir.path().join("journal");
+    let lines: usize = std::fs::read_dir(&journal)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".jsonl"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap().lines().count())
+        .sum();
+    assert!(lines >= 40, "{lines} journal lines");
 }
