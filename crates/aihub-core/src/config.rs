@@ -185,6 +185,10 @@ pub struct GatewayConfig {
     /// Directory from which providers created through the admin API may read credential files
     /// (`api_key_file` is relative to it).
     pub secrets_dir: PathBuf,
+    /// How often the catalog (providers, models, prices) is re-read from the database, so that
+    /// changes made through another instance arrive. Changes made through this instance apply
+    /// at once.
+    pub catalog_refresh_secs: u64,
 }
 
 impl Default for GatewayConfig {
@@ -197,6 +201,7 @@ impl Default for GatewayConfig {
             max_response_bytes: 32 * 1024 * 1024,
             max_draining_streams: 256,
             secrets_dir: PathBuf::from("secrets"),
+            catalog_refresh_secs: 30,
         }
     }
 }
@@ -294,9 +299,10 @@ pub struct ProviderConfig {
     /// Azure `api-version` query parameter, or the `anthropic-version` header.
     pub api_version: Option<String>,
     pub connect_timeout_ms: u64,
-    /// Until the response headers (non-streaming: the whole body) arrive.
+    /// Until the response headers arrive; also the longest silence allowed between two chunks
+    /// of a stream.
     pub first_byte_timeout_ms: u64,
-    /// Whole exchange, streaming included.
+    /// The whole exchange: headers, body, every chunk of a stream.
     pub total_timeout_ms: u64,
     /// `mock` only: delay before answering.
     pub mock_latency_ms: u64,

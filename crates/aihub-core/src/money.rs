@@ -21,6 +21,24 @@ pub enum MoneyError {
     BadAmount,
 }
 
+/// Active ISO 4217 currency codes (precious metals and testing codes excluded), sorted.
+const ISO_4217: &[&str] = &[
+    "AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT",
+    "BGN", "BHD", "BIF", "BMD", "BND", "BOB", "BOV", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD",
+    "CAD", "CDF", "CHE", "CHF", "CHW", "CLF", "CLP", "CNY", "COP", "COU", "CRC", "CUP", "CVE",
+    "CZK", "DJF", "DKK", "DOP", "DZD", "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP", "GEL",
+    "GHS", "GIP", "GMD", "GNF", "GTQ", "GYD", "HKD", "HNL", "HTG", "HUF", "IDR", "ILS", "INR",
+    "IQD", "IRR", "ISK", "JMD", "JOD", "JPY", "KES", "KGS", "KHR", "KMF", "KPW", "KRW", "KWD",
+    "KYD", "KZT", "LAK", "LBP", "LKR", "LRD", "LSL", "LYD", "MAD", "MDL", "MGA", "MKD", "MMK",
+    "MNT", "MOP", "MRU", "MUR", "MVR", "MWK", "MXN", "MXV", "MYR", "MZN", "NAD", "NGN", "NIO",
+    "NOK", "NPR", "NZD", "OMR", "PAB", "PEN", "PGK", "PHP", "PKR", "PLN", "PYG", "QAR", "RON",
+    "RSD", "RUB", "RWF", "SAR", "SBD", "SCR", "SDG", "SEK", "SGD", "SHP", "SLE", "SLL", "SOS",
+    "SRD", "SSP", "STN", "SVC", "SYP", "SZL", "THB", "TJS", "TMT", "TND", "TOP", "TRY", "TTD",
+    "TWD", "TZS", "UAH", "UGX", "USD", "USN", "UYI", "UYU", "UYW", "UZS", "VED", "VES", "VND",
+    "VUV", "WST", "XAF", "XCD", "XCG", "XDR", "XOF", "XPF", "XSU", "XUA", "YER", "ZAR", "ZMW",
+    "ZWG", "ZWL",
+];
+
 /// An ISO 4217 currency code, upper-case ASCII.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -31,15 +49,19 @@ impl Currency {
     pub const CNY: Self = Self(*b"CNY");
     pub const EUR: Self = Self(*b"EUR");
 
+    /// Parses an active ISO 4217 code (case-insensitive).
     pub fn parse(code: &str) -> Result<Self, MoneyError> {
         let bytes: [u8; 3] = code
             .as_bytes()
             .try_into()
             .map_err(|_| MoneyError::BadCurrency)?;
-        if !bytes.iter().all(u8::is_ascii_alphabetic) {
-            return Err(MoneyError::BadCurrency);
+        let upper = bytes.map(|b| b.to_ascii_uppercase());
+        let known = std::str::from_utf8(&upper).is_ok_and(|c| ISO_4217.binary_search(&c).is_ok());
+        if known {
+            Ok(Self(upper))
+        } else {
+            Err(MoneyError::BadCurrency)
         }
-        Ok(Self(bytes.map(|b| b.to_ascii_uppercase())))
     }
 
     #[must_use]
@@ -228,6 +250,12 @@ mod tests {
         assert!(Currency::parse("US").is_err());
         assert!(Currency::parse("US1").is_err());
         assert!(Currency::parse("USDT").is_err());
+        assert!(Currency::parse("XYZ").is_err(), "not an ISO 4217 code");
+        assert!(Currency::parse("XAU").is_err(), "gold is not money here");
+        assert!(
+            ISO_4217.windows(2).all(|w| w[0] < w[1]),
+            "sorted for binary search"
+        );
         assert_eq!(Currency::USD.minor_unit_digits(), 2);
         assert_eq!(Currency::parse("JPY").unwrap().minor_unit_digits(), 0);
         assert_eq!(Currency::parse("KWD").unwrap().minor_unit_digits(), 3);

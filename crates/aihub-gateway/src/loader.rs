@@ -27,6 +27,8 @@ pub struct Position {
 const CHECKPOINT: &str = "checkpoint";
 /// Most bytes read from a segment per step.
 const READ_CHUNK: u64 = 8 * 1024 * 1024;
+/// Records held in memory waiting for the database, in batches; beyond it reading pauses.
+const MAX_BACKLOG_BATCHES: usize = 10;
 
 pub struct Loader {
     journal: Arc<Journal>,
@@ -58,7 +60,10 @@ impl Loader {
 
     /// Reads what is new and loads it. Returns the number of records committed.
     pub async fn step(&mut self) -> std::io::Result<u64> {
-        self.read_new()?;
+        // While the database is unreachable the backlog stays on disk, not in memory.
+        if self.batch.len() < self.batch_size * MAX_BACKLOG_BATCHES {
+            self.read_new()?;
+        }
         self.bill_orphans();
         if self.batch.is_empty() {
             self.save_checkpoint()?;

@@ -106,6 +106,11 @@ struct Meter {
 }
 
 impl Meter {
+    /// The model name that picks the tokenizer: the upstream's own name when routed.
+    fn tokenizer_model(&self) -> &str {
+        self.upstream_model.as_deref().unwrap_or(&self.model)
+    }
+
     fn finish(
         &self,
         status: StatusCode,
@@ -418,7 +423,10 @@ impl Gateway {
                 }
                 let (usage, estimated) = match usage.or_else(|| usage_in_body(&out)) {
                     Some(u) => (u, false),
-                    None => (estimate_complete(endpoint, &body, &out), true),
+                    None => (
+                        estimate_complete(endpoint, &route.upstream_model, &body, &out),
+                        true,
+                    ),
                 };
                 self.record(meter.finish(StatusCode::OK, None, usage, estimated));
                 let _ = head.send(GatewayResponse {
@@ -456,7 +464,7 @@ impl Gateway {
             match self.draining.clone().try_acquire_owned() {
                 Ok(p) => permit = Some(p),
                 Err(_) => {
-                    let usage = estimate_stream(meter.endpoint, body, &[]);
+                    let usage = estimate_stream(meter.endpoint, meter.tokenizer_model(), body, &[]);
                     return self
                         .finish_stream(&meter, StreamEnd::Abandoned, usage, true, &tx)
                         .await;
@@ -475,6 +483,12 @@ impl Gateway {
                     if serde_json::from_slice::<IgnoredAny>(&data).is_err() {
                         malformed += 1;
                         continue;
+                    }
+                    if is_error_event(&data) {
+                        // An upstream's own error event is not passed on verbatim (it could
+                        // carry secrets); the stream ends with an error event of ours.
+                        end = StreamEnd::Fault(StreamFault::Upstream("error event".into()));
+                        break;
                     }
                     if meter.ttft.is_none() {
                         meter.ttft = Some(meter.started.elapsed());
@@ -523,7 +537,10 @@ impl Gateway {
         }
         let (usage, estimated) = match reported {
             Some(u) => (u, false),
-            None => (estimate_stream(meter.endpoint, body, &collected), true),
+            None => (
+                estimate_stream(meter.endpoint, meter.tokenizer_model(), body, &collected),
+                true,
+            ),
         };
         self.finish_stream(&meter, end, usage, estimated, &tx).await;
         // Held until here: this stream counted against `max_draining_streams` while it drained.
@@ -641,6 +658,20 @@ fn has_usage_object(data: &[u8]) -> bool {
         .is_some_and(|b| *b == b'{')
 }
 
+/// Whether a stream event is an error object (`{"error": …}`) rather than a chunk.
+fn is_error_event(data: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct MaybeError {
+        #[serde(default)]
+        error: Option<IgnoredAny>,
+        #[serde(default)]
+        choices: Option<IgnoredAny>,
+    }
+    memchr::memmem::find(data, b"\"error\"").is_some()
+        && serde_json::from_slice::<MaybeError>(data)
+            .is_ok_and(|e| e.error.is_some() && e.choices.is_none())
+}
+
 fn usage_in_body(body: &[u8]) -> Option<Usage> {
     #[derive(Deserialize)]
     struct WithUsage {
@@ -652,11 +683,12 @@ fn usage_in_body(body: &[u8]) -> Option<Usage> {
         .checked()
 }
 
-fn prompt_estimate(endpoint: Endpoint, body: &RequestBody<'_>) -> u64 {
+/// `model` is the upstream's name for the model: it decides the tokenizer.
+fn prompt_estimate(endpoint: Endpoint, model: &str, body: &RequestBody<'_>) -> u64 {
     match endpoint {
-        Endpoint::ChatCompletions => tokens::chat_prompt(&body.model, body),
-        Endpoint::Completions => tokens::completion_prompt(&body.model, body),
-        Endpoint::Embeddings => tokens::embedding_input(&body.model, body),
+        Endpoint::ChatCompletions => tokens::chat_prompt(model, body),
+        Endpoint::Completions => tokens::completion_prompt(model, body),
+        Endpoint::Embeddings => tokens::embedding_input(model, body),
     }
 }
 
@@ -698,7 +730,7 @@ fn choice_text(c: Choice, out: &mut String) {
     }
 }
 
-fn estimate_complete(endpoint: Endpoint, body: &RequestBody<'_>, out: &[u8]) -> Usage {
+fn estimate_complete(endpoint: Endpoint, model: &str, body: &RequestBody<'_>, out: &[u8]) -> Usage {
     let mut text = String::new();
     if endpoint != Endpoint::Embeddings
         && let Ok(c) = serde_json::from_slice::<Choices>(out)
@@ -708,13 +740,18 @@ fn estimate_complete(endpoint: Endpoint, body: &RequestBody<'_>, out: &[u8]) -> 
             .for_each(|c| choice_text(c, &mut text));
     }
     Usage {
-        prompt_tokens: prompt_estimate(endpoint, body),
-        completion_tokens: tokens::count_text(&body.model, &text),
+        prompt_tokens: prompt_estimate(endpoint, model, body),
+        completion_tokens: tokens::count_text(model, &text),
         cached_tokens: 0,
     }
 }
 
-fn estimate_stream(endpoint: Endpoint, body: &RequestBody<'_>, chunks: &[Bytes]) -> Usage {
+fn estimate_stream(
+    endpoint: Endpoint,
+    model: &str,
+    body: &RequestBody<'_>,
+    chunks: &[Bytes],
+) -> Usage {
     let mut text = String::new();
     for data in chunks {
         if let Ok(c) = serde_json::from_slice::<Choices>(data) {
@@ -724,8 +761,8 @@ fn estimate_stream(endpoint: Endpoint, body: &RequestBody<'_>, chunks: &[Bytes])
         }
     }
     Usage {
-        prompt_tokens: prompt_estimate(endpoint, body),
-        completion_tokens: tokens::count_text(&body.model, &text),
+        prompt_tokens: prompt_estimate(endpoint, model, body),
+        completion_tokens: tokens::count_text(model, &text),
         cached_tokens: 0,
     }
 }
@@ -745,6 +782,19 @@ mod tests {
         ));
         assert!(!has_usage_object(br#"{"choices":[]}"#));
         assert!(!has_usage_object(br#"{"usage""#));
+    }
+
+    #[test]
+    fn error_events_are_recognized() {
+        assert!(is_error_event(
+            br#"{"error":{"message":"boom sk-secret","type":"server_error"}}"#
+        ));
+        assert!(!is_error_event(
+            br#"{"choices":[{"delta":{"content":"the \"error\" word"}}]}"#
+        ));
+        assert!(!is_error_event(
+            br#"{"choices":[],"usage":{"prompt_tokens":1}}"#
+        ));
     }
 
     #[test]
@@ -779,7 +829,7 @@ mod tests {
         let body = RequestBody::parse(&raw).unwrap();
         let out =
             br#"{"choices":[{"index":0,"message":{"role":"assistant","content":"hello world"}}]}"#;
-        let u = estimate_complete(Endpoint::ChatCompletions, &body, out);
+        let u = estimate_complete(Endpoint::ChatCompletions, "gpt-4o", &body, out);
         assert_eq!(
             u,
             Usage {
@@ -793,7 +843,7 @@ mod tests {
             Bytes::from_static(br#"{"choices":[{"delta":{"content":" world"}}]}"#),
         ];
         assert_eq!(
-            estimate_stream(Endpoint::ChatCompletions, &body, &chunks).completion_tokens,
+            estimate_stream(Endpoint::ChatCompletions, "gpt-4o", &body, &chunks).completion_tokens,
             2
         );
     }

@@ -86,6 +86,11 @@ impl Application {
             stop_tasks.clone(),
         ));
         tasks.spawn(sweep_sessions(services.clone(), stop_tasks.clone()));
+        tasks.spawn(refresh_catalog(
+            services.clone(),
+            Duration::from_secs(config.gateway.catalog_refresh_secs.max(1)),
+            stop_tasks.clone(),
+        ));
         tasks.spawn(journal.clone().run_sync(
             Duration::from_millis(config.usage.fsync_interval_ms),
             stop_tasks.clone(),
@@ -153,6 +158,22 @@ async fn sweep_sessions(services: Services, stop: CancellationToken) {
                 Ok(n) => tracing::info!(deleted = n, "stale sessions deleted"),
                 Err(e) => tracing::warn!(error = %e, "session sweep failed"),
             },
+        }
+    }
+}
+
+/// Re-reads the catalog periodically, so that changes made through other instances arrive.
+async fn refresh_catalog(services: Services, every: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {
+                if let Err(e) = services.catalog.reload().await {
+                    tracing::warn!(error = %e, "catalog refresh failed; keeping the current one");
+                }
+            }
         }
     }
 }

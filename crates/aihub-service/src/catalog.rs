@@ -229,7 +229,15 @@ impl Catalog {
         let mut providers = HashMap::new();
         for p in &self.inner.config_providers {
             let spec = spec_from_config(p)?;
-            providers.insert(spec.name.clone(), Arc::new(spec));
+            if providers
+                .insert(spec.name.clone(), Arc::new(spec))
+                .is_some()
+            {
+                return Err(ServiceError::invalid(
+                    "invalid_config",
+                    format!("provider {:?} is declared twice", p.name),
+                ));
+            }
         }
         for r in self.inner.store.providers().await? {
             if providers.contains_key(&r.name) {
@@ -251,15 +259,18 @@ impl Catalog {
                     format!("model {:?} names unknown provider {:?}", m.name, m.provider),
                 ));
             }
-            models.insert(
-                m.name.clone(),
-                ModelRoute {
-                    name: m.name.clone(),
-                    provider: m.provider.clone(),
-                    upstream_model: m.upstream_model.clone().unwrap_or_else(|| m.name.clone()),
-                    source: Source::Config,
-                },
-            );
+            let route = ModelRoute {
+                name: m.name.clone(),
+                provider: m.provider.clone(),
+                upstream_model: m.upstream_model.clone().unwrap_or_else(|| m.name.clone()),
+                source: Source::Config,
+            };
+            if models.insert(m.name.clone(), route).is_some() {
+                return Err(ServiceError::invalid(
+                    "invalid_config",
+                    format!("model {:?} is declared twice", m.name),
+                ));
+            }
         }
         for m in self.inner.store.models().await? {
             if models.contains_key(&m.name) {
@@ -355,7 +366,10 @@ impl Catalog {
             .store
             .upsert_provider(&record)
             .await
-            .map_err(conflict("provider_exists"))?;
+            .map_err(conflict(
+                "provider_exists",
+                "a provider with this name already exists",
+            ))?;
         self.reload().await?;
         tracing::info!(actor = %actor.user_id, provider = %record.name, "provider saved");
         self.snapshot()
@@ -440,7 +454,10 @@ impl Catalog {
             .store
             .upsert_model(&record)
             .await
-            .map_err(conflict("model_exists"))?;
+            .map_err(conflict(
+                "model_exists",
+                "a model with this name already exists",
+            ))?;
         self.reload().await?;
         tracing::info!(actor = %actor.user_id, model = %record.name, "model saved");
         self.snapshot()
@@ -512,7 +529,10 @@ impl Catalog {
             .store
             .insert_price(&record)
             .await
-            .map_err(conflict("price_exists"))?;
+            .map_err(conflict(
+                "price_exists",
+                "this model already has a price effective from that instant",
+            ))?;
         self.reload().await?;
         tracing::info!(actor = %actor.user_id, model = %record.model, "price added");
         Ok(Price {
@@ -543,11 +563,11 @@ fn managed_by_config() -> ServiceError {
     }
 }
 
-fn conflict(code: &'static str) -> impl Fn(StoreError) -> ServiceError {
+fn conflict(code: &'static str, message: &'static str) -> impl Fn(StoreError) -> ServiceError {
     move |e| match e {
         StoreError::Conflict => ServiceError::Conflict {
             code,
-            message: "an entry with this name already exists".into(),
+            message: message.into(),
         },
         other => other.into(),
     }
@@ -657,8 +677,9 @@ fn spec_from_config(p: &ProviderConfig) -> Result<ProviderSpec> {
 }
 
 /// Admin-created providers may read credentials only from environment variables named
-/// `AIHUB_*` or `*_API_KEY`, and only from files inside `secrets_dir`, so the admin API cannot
-/// be used to send arbitrary server secrets to an arbitrary URL.
+/// `AIHUB_PROVIDER_*` or `*_API_KEY` (never AI Hub's own `AIHUB__*` settings), and only from
+/// files inside `secrets_dir`, so the admin API cannot be used to send other server secrets —
+/// the database URL, say — to an arbitrary URL.
 fn spec_from_record(r: &ProviderRecord, secrets_dir: &Path) -> Result<ProviderSpec> {
     let base_url = validate_base_url(r.kind, r.base_url.as_deref())?;
     let api_key = match (&r.api_key_env, &r.api_key_file) {
@@ -669,14 +690,15 @@ fn spec_from_record(r: &ProviderRecord, secrets_dir: &Path) -> Result<ProviderSp
             ));
         }
         (Some(env), None) => {
-            if !(env.starts_with("AIHUB_") || env.ends_with("_API_KEY"))
-                || !env
+            let allowed = (env.starts_with("AIHUB_PROVIDER_") || env.ends_with("_API_KEY"))
+                && !env.starts_with("AIHUB__")
+                && env
                     .bytes()
-                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-            {
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+            if !allowed {
                 return Err(ServiceError::invalid(
                     "invalid_api_key_source",
-                    "api_key_env must be an upper-case variable named AIHUB_* or *_API_KEY",
+                    "api_key_env must be an upper-case variable named AIHUB_PROVIDER_* or *_API_KEY",
                 ));
             }
             Some(read_env(env)?)
@@ -925,6 +947,9 @@ mod tests {
         let dir = Path::new("/nonexistent");
         for (env, file) in [
             (Some("HOME"), None),
+            (Some("AIHUB__DATABASE__URL"), None),
+            (Some("AIHUB__X_API_KEY"), None),
+            (Some("AIHUB_SECRET"), None),
             (Some("lower_API_KEY"), None),
             (None, Some("/etc/passwd")),
             (None, Some("../etc/passwd")),
@@ -943,7 +968,8 @@ mod tests {
             );
         }
         // Allowed names, but unset / missing: still a clear error, nothing read.
-        assert!(spec_from_record(&rec(Some("AIHUB_UNSET_FOR_TEST"), None), dir).is_err());
+        assert!(spec_from_record(&rec(Some("AIHUB_PROVIDER_UNSET_FOR_TEST"), None), dir).is_err());
+        assert!(spec_from_record(&rec(Some("UNSET_FOR_TEST_API_KEY"), None), dir).is_err());
         assert!(spec_from_record(&rec(None, Some("missing.key")), dir).is_err());
         assert!(
             spec_from_record(&rec(None, None), dir)

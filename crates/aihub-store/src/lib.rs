@@ -134,9 +134,11 @@ impl Store {
             let options = SqliteConnectOptions::from_str(&config.url)?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
-                // NORMAL in WAL mode survives process crashes (SIGKILL); only an OS crash or power
-                // loss can drop the last commits. Usage durability has its own fsynced journal.
-                .synchronous(SqliteSynchronous::Normal)
+                // FULL: a commit is on disk when it returns, even across an OS crash or power loss.
+                // The usage loader deletes journal segments once their records are committed, so
+                // a commit must not be lost after the fact. Writes are batched, so the fsync per
+                // commit is cheap.
+                .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_millis(config.busy_timeout_ms))
                 .foreign_keys(true);
             let write = SqlitePoolOptions::new()

@@ -518,7 +518,7 @@ impl Adapter for Anthropic {
         }
         let url = format!("{}/v1/messages", self.base_url);
         let body = serde_json::to_vec(&req).map_err(|_| GatewayError::internal())?;
-        let resp = self.upstream.post(&url, headers, body).await?;
+        let resp = self.upstream.post(&url, headers, body, deadline).await?;
         if !call.body.stream {
             let bytes = self
                 .upstream

@@ -42,16 +42,19 @@ impl Upstream {
         Ok(Self { client, spec })
     }
 
-    /// Sends a POST and waits for the response headers within the first-byte timeout. A non-2xx
-    /// answer becomes a [`GatewayError`].
+    /// Sends a POST and waits for the response headers within the first-byte timeout (and
+    /// before `deadline`, the end of the total timeout). A non-2xx answer becomes a
+    /// [`GatewayError`].
     pub async fn post(
         &self,
         url: &str,
         headers: HeaderMap,
         body: Vec<u8>,
+        deadline: Instant,
     ) -> Result<reqwest::Response, GatewayError> {
         let send = self.client.post(url).headers(headers).body(body).send();
-        let resp = match tokio::time::timeout(self.spec.first_byte_timeout, send).await {
+        let wait = deadline.min(Instant::now() + self.spec.first_byte_timeout);
+        let resp = match tokio::time::timeout_at(wait, send).await {
             Err(_) => return Err(GatewayError::upstream_timeout()),
             Ok(Err(e)) => return Err(transport_error(&self.spec.name, &e)),
             Ok(Ok(r)) => r,

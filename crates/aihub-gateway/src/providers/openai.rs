@@ -64,7 +64,7 @@ pub async fn exchange(
 ) -> Result<Reply, GatewayError> {
     let deadline = Instant::now() + upstream.spec.total_timeout;
     let body = call.body.rewrite(call.upstream_model, true);
-    let resp = upstream.post(url, headers, body).await?;
+    let resp = upstream.post(url, headers, body, deadline).await?;
     if call.body.stream && call.endpoint != Endpoint::Embeddings {
         let events: EventStream = upstream
             .events(resp, deadline)

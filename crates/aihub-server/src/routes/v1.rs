@@ -125,7 +125,7 @@ async fn proxy(
     let limit = state.config.gateway.max_request_bytes;
     let body = match axum::body::to_bytes(req.into_body(), limit).await {
         Ok(b) => b,
-        Err(_) => {
+        Err(e) if is_length_limit(&e) => {
             return V1Error::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request_error",
@@ -134,8 +134,29 @@ async fn proxy(
             )
             .into_response();
         }
+        Err(_) => {
+            return V1Error::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_body",
+                "The request body could not be read.",
+            )
+            .into_response();
+        }
     };
     into_response(state.gateway.handle(endpoint, key, request_id, body).await)
+}
+
+/// Whether reading a body failed because it exceeded the limit (not because the client left).
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 fn into_response(r: GatewayResponse) -> Response {
