@@ -27,8 +27,9 @@ use uuid::Uuid;
 pub enum Entry {
     #[serde(rename = "start")]
     Start(StartEntry),
+    /// The request's usage record.
     #[serde(rename = "finish")]
-    Finish(FinishEntry),
+    Finish(UsageRecord),
 }
 
 /// Written before the upstream call: enough to bill the request if no `Finish` ever follows.
@@ -54,70 +55,12 @@ pub struct StartEntry {
     pub created_at_ms: i64,
 }
 
-/// The final usage record of a request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FinishEntry {
-    pub request_id: Uuid,
-    pub org_id: OrgId,
-    pub user_id: Option<UserId>,
-    pub key_id: Option<KeyId>,
-    pub team_id: Option<TeamId>,
-    pub endpoint: String,
-    pub model: String,
-    pub provider: Option<String>,
-    pub upstream_model: Option<String>,
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    pub cached_tokens: u64,
-    pub cost_micros: i64,
-    pub currency: Currency,
-    pub status: u16,
-    pub error_code: Option<String>,
-    pub latency_ms: u64,
-    pub ttft_ms: Option<u64>,
-    pub streamed: bool,
-    pub estimated: bool,
-    pub created_at_ms: i64,
-}
-
-fn as_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-impl From<&FinishEntry> for UsageRecord {
-    fn from(f: &FinishEntry) -> Self {
-        UsageRecord {
-            request_id: f.request_id,
-            org_id: f.org_id,
-            user_id: f.user_id,
-            key_id: f.key_id,
-            team_id: f.team_id,
-            endpoint: f.endpoint.clone(),
-            model: f.model.clone(),
-            provider: f.provider.clone(),
-            upstream_model: f.upstream_model.clone(),
-            prompt_tokens: as_i64(f.prompt_tokens),
-            completion_tokens: as_i64(f.completion_tokens),
-            cached_tokens: as_i64(f.cached_tokens),
-            cost_micros: f.cost_micros,
-            currency: f.currency,
-            status: i32::from(f.status),
-            error_code: f.error_code.clone(),
-            latency_ms: as_i64(f.latency_ms),
-            ttft_ms: f.ttft_ms.map(as_i64),
-            streamed: f.streamed,
-            estimated: f.estimated,
-            created_at: aihub_core::time::from_millis(f.created_at_ms),
-        }
-    }
-}
-
 impl StartEntry {
     /// The record of a request whose process ended before it finished: billed for its prompt
     /// (estimated), with no response.
     #[must_use]
-    pub fn interrupted(&self) -> FinishEntry {
-        FinishEntry {
+    pub fn interrupted(&self) -> UsageRecord {
+        UsageRecord {
             request_id: self.request_id,
             org_id: self.org_id,
             user_id: self.user_id,
@@ -127,7 +70,7 @@ impl StartEntry {
             model: self.model.clone(),
             provider: self.provider.clone(),
             upstream_model: self.upstream_model.clone(),
-            prompt_tokens: self.prompt_tokens,
+            prompt_tokens: i64::try_from(self.prompt_tokens).unwrap_or(i64::MAX),
             completion_tokens: 0,
             cached_tokens: 0,
             cost_micros: self.prompt_cost_micros,
@@ -138,7 +81,7 @@ impl StartEntry {
             ttft_ms: None,
             streamed: self.streamed,
             estimated: true,
-            created_at_ms: self.created_at_ms,
+            created_at: aihub_core::time::from_millis(self.created_at_ms),
         }
     }
 }
@@ -292,8 +235,8 @@ fn open_segment(dir: &Path, seq: u64) -> io::Result<File> {
 mod tests {
     use super::*;
 
-    pub(crate) fn finish(id: Uuid) -> FinishEntry {
-        FinishEntry {
+    pub(crate) fn finish(id: Uuid) -> UsageRecord {
+        UsageRecord {
             request_id: id,
             org_id: OrgId::new(),
             user_id: None,
@@ -314,7 +257,7 @@ mod tests {
             ttft_ms: None,
             streamed: false,
             estimated: false,
-            created_at_ms: 5,
+            created_at: aihub_core::time::from_millis(5),
         }
     }
 
@@ -379,7 +322,7 @@ mod tests {
             (f.status, f.error_code.as_deref(), f.estimated),
             (0, Some("interrupted"), true)
         );
-        let r = UsageRecord::from(&f);
+        let r = f;
         assert_eq!(r.request_id, s.request_id);
         assert_eq!(r.currency, Currency::CNY);
         assert_eq!(r.created_at.timestamp_millis(), 1_000);

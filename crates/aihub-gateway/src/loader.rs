@@ -176,9 +176,9 @@ impl Loader {
             Ok(Entry::Start(s)) => {
                 self.pending.insert(s.request_id, (s, at));
             }
-            Ok(Entry::Finish(f)) => {
-                self.pending.remove(&f.request_id);
-                self.batch.push(UsageRecord::from(&f));
+            Ok(Entry::Finish(record)) => {
+                self.pending.remove(&record.request_id);
+                self.batch.push(record);
             }
             Err(e) => {
                 tracing::warn!(error = %e, segment = at.seq, offset = at.offset, "unreadable journal line skipped")
@@ -202,7 +202,7 @@ impl Loader {
         for id in orphans {
             if let Some((start, _)) = self.pending.remove(&id) {
                 tracing::warn!(request_id = %id, "request interrupted by a restart; billing its prompt");
-                self.batch.push(UsageRecord::from(&start.interrupted()));
+                self.batch.push(start.interrupted());
             }
         }
     }
@@ -304,4 +304,181 @@ fn write_checkpoint(dir: &Path, p: Position) -> std::io::Result<()> {
     let tmp = dir.join(format!("{CHECKPOINT}.tmp"));
     std::fs::write(&tmp, format!("{} {}\n", p.seq, p.offset))?;
     std::fs::rename(tmp, checkpoint_path(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use aihub_core::config::UsageConfig;
+    use aihub_core::{Currency, OrgId};
+    use aihub_store::BackendKind;
+    use aihub_store::testing::TestDb;
+
+    use super::*;
+    use crate::journal::StartEntry;
+
+    fn record(org: OrgId) -> UsageRecord {
+        UsageRecord {
+            request_id: Uuid::now_v7(),
+            org_id: org,
+            user_id: None,
+            key_id: None,
+            team_id: None,
+            endpoint: "chat.completions".into(),
+            model: "m".into(),
+            provider: None,
+            upstream_model: None,
+            prompt_tokens: 3,
+            completion_tokens: 4,
+            cached_tokens: 0,
+            cost_micros: 5,
+            currency: Currency::USD,
+            status: 200,
+            error_code: None,
+            latency_ms: 1,
+            ttft_ms: None,
+            streamed: false,
+            estimated: false,
+            created_at: aihub_core::time::now(),
+        }
+    }
+
+    fn start_of(r: &UsageRecord, boot: Uuid) -> StartEntry {
+        StartEntry {
+            request_id: r.request_id,
+            boot,
+            org_id: r.org_id,
+            user_id: None,
+            key_id: None,
+            team_id: None,
+            endpoint: r.endpoint.clone(),
+            model: r.model.clone(),
+            provider: None,
+            upstream_model: None,
+            streamed: false,
+            prompt_tokens: 10,
+            prompt_cost_micros: 7,
+            currency: Currency::USD,
+            created_at_ms: aihub_core::time::to_millis(r.created_at),
+        }
+    }
+
+    fn config(dir: &Path) -> UsageConfig {
+        UsageConfig {
+            journal_dir: dir.join("journal"),
+            segment_max_bytes: 4096,
+            ..UsageConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn loads_pairs_replays_idempotently_and_bills_orphans() {
+        let db = TestDb::new(BackendKind::Sqlite).await;
+        let store = db.store().await;
+        let dir = tempfile::tempdir().unwrap();
+        let org = OrgId::new();
+
+        // A first run: three finished requests (enough to rotate segments), one cut off.
+        let first = Arc::new(Journal::open(&config(dir.path())).unwrap());
+        let done: Vec<UsageRecord> = (0..30).map(|_| record(org)).collect();
+        for r in &done {
+            first
+                .append(&Entry::Start(start_of(r, first.boot())))
+                .unwrap();
+            first.append(&Entry::Finish(r.clone())).unwrap();
+        }
+        let cut = record(org);
+        first
+            .append(&Entry::Start(start_of(&cut, first.boot())))
+            .unwrap();
+        // A torn last line, as a crash in the middle of a write leaves it.
+        let last = *segments(first.dir()).unwrap().last().unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(segment_path(first.dir(), last))
+            .unwrap();
+        f.write_all(b"{\"t\":\"finish\",\"request_id\":").unwrap();
+        drop(f);
+
+        let mut loader = Loader::new(first.clone(), store.clone(), 7).unwrap();
+        assert_eq!(loader.step().await.unwrap(), 30);
+        assert!(
+            store.usage_record(cut.request_id).await.unwrap().is_none(),
+            "still in flight in this run"
+        );
+        // Loading again finds nothing new.
+        assert_eq!(loader.step().await.unwrap(), 0);
+
+        // A second run (the first crashed): the cut-off request is billed as interrupted, and
+        // re-reading from the checkpoint inserts nothing twice.
+        let second = Arc::new(Journal::open(&config(dir.path())).unwrap());
+        assert!(second.first_seq() > last);
+        let mut loader = Loader::new(second.clone(), store.clone(), 7).unwrap();
+        assert_eq!(loader.step().await.unwrap(), 1);
+        let billed = store.usage_record(cut.request_id).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                billed.status,
+                billed.error_code.as_deref(),
+                billed.prompt_tokens,
+                billed.cost_micros
+            ),
+            (0, Some("interrupted"), 10, 7)
+        );
+        assert_eq!(store.usage_count().await.unwrap(), 31);
+        assert_eq!(loader.backlog(), 0);
+        // Segments behind the checkpoint are gone; the checkpoint survives a new loader.
+        assert!(
+            segments(second.dir())
+                .unwrap()
+                .iter()
+                .all(|s| *s >= second.first_seq() - 1)
+        );
+        let mut again = Loader::new(second.clone(), store.clone(), 7).unwrap();
+        assert_eq!(again.step().await.unwrap(), 0);
+        assert_eq!(store.usage_count().await.unwrap(), 31);
+    }
+
+    #[tokio::test]
+    async fn usage_waits_in_the_journal_while_the_database_is_down() {
+        let db = TestDb::new(BackendKind::Sqlite).await;
+        let store = db.store().await;
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Arc::new(Journal::open(&config(dir.path())).unwrap());
+        let r = record(OrgId::new());
+        journal
+            .append(&Entry::Start(start_of(&r, journal.boot())))
+            .unwrap();
+        journal.append(&Entry::Finish(r.clone())).unwrap();
+
+        let down = Store::connect(&db.config).await.unwrap();
+        down.close().await;
+        let mut loader = Loader::new(journal.clone(), down, 100).unwrap();
+        assert_eq!(loader.step().await.unwrap(), 0);
+        assert_eq!(loader.backlog(), 1, "kept for the next attempt");
+        let cp = read_checkpoint(journal.dir()).unwrap();
+        assert!(
+            cp.is_none_or(|p| p.offset == 0),
+            "the checkpoint did not move: {cp:?}"
+        );
+
+        // Back up: a new loader (as after a restart) loads it exactly once.
+        let mut loader = Loader::new(journal, store.clone(), 100).unwrap();
+        assert_eq!(loader.step().await.unwrap(), 1);
+        assert_eq!(store.usage_record(r.request_id).await.unwrap().unwrap(), r);
+    }
+
+    #[test]
+    fn checkpoints_round_trip_and_bad_ones_restart_from_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read_checkpoint(dir.path()).unwrap(), None);
+        write_checkpoint(dir.path(), Position { seq: 3, offset: 99 }).unwrap();
+        assert_eq!(
+            read_checkpoint(dir.path()).unwrap(),
+            Some(Position { seq: 3, offset: 99 })
+        );
+        std::fs::write(dir.path().join(CHECKPOINT), "garbage").unwrap();
+        assert_eq!(read_checkpoint(dir.path()).unwrap(), None);
+    }
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use aihub_core::config::GatewayConfig;
 use aihub_core::{Currency, time};
 use aihub_service::catalog::{Catalog, CatalogSnapshot, Price, ProviderSpec};
-use aihub_store::KeyAuth;
+use aihub_store::{KeyAuth, UsageRecord};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -29,11 +29,19 @@ use uuid::Uuid;
 
 use crate::body::RequestBody;
 use crate::error::GatewayError;
-use crate::journal::{Entry, FinishEntry, Journal, StartEntry};
+use crate::journal::{Entry, Journal, StartEntry};
 use crate::providers::{
     Call, Endpoint, EventStream, Provider, Reply, StreamFault, StreamItem, Usage,
 };
 use crate::tokens;
+
+fn as_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
 
 /// Frames queued between the request task and a slow client.
 const STREAM_BUFFER: usize = 32;
@@ -117,7 +125,7 @@ impl Meter {
         error: Option<&str>,
         usage: Usage,
         estimated: bool,
-    ) -> FinishEntry {
+    ) -> UsageRecord {
         let (cost, currency) = match &self.price {
             Some(p) => {
                 let m = p.cost(
@@ -130,7 +138,7 @@ impl Meter {
             None => (0, Currency::USD),
         };
         let k = &self.key.key;
-        FinishEntry {
+        UsageRecord {
             request_id: self.request_id,
             org_id: k.org_id,
             user_id: k.owner_user_id,
@@ -140,20 +148,18 @@ impl Meter {
             model: self.model.clone(),
             provider: self.provider.clone(),
             upstream_model: self.upstream_model.clone(),
-            prompt_tokens: usage.prompt_tokens,
-            completion_tokens: usage.completion_tokens,
-            cached_tokens: usage.cached_tokens,
+            prompt_tokens: as_i64(usage.prompt_tokens),
+            completion_tokens: as_i64(usage.completion_tokens),
+            cached_tokens: as_i64(usage.cached_tokens),
             cost_micros: cost,
             currency,
-            status: status.as_u16(),
+            status: i32::from(status.as_u16()),
             error_code: error.map(str::to_owned),
-            latency_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            ttft_ms: self
-                .ttft
-                .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            latency_ms: millis(self.started.elapsed()),
+            ttft_ms: self.ttft.map(millis),
             streamed: self.streamed,
             estimated,
-            created_at_ms: self.created_at_ms,
+            created_at: time::from_millis(self.created_at_ms),
         }
     }
 
@@ -296,7 +302,7 @@ impl Gateway {
             .ok_or_else(missing)
     }
 
-    fn record(&self, entry: FinishEntry) {
+    fn record(&self, entry: UsageRecord) {
         let request_id = entry.request_id;
         if let Err(e) = self.journal.append(&Entry::Finish(entry)) {
             tracing::error!(error = %e, %request_id, "could not write usage to the journal");

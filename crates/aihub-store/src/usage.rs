@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use crate::{Result, Store, StoreError, on_backend};
 
-/// One metered request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One metered request. Also the `Finish` line of the gateway's usage journal (hence serde).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UsageRecord {
     pub request_id: Uuid,
     pub org_id: OrgId,

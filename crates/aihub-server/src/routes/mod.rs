@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod catalog;
 pub mod health;
 pub mod keys;
 pub mod me;
@@ -31,6 +32,7 @@ pub fn router(state: AppState) -> Router {
         .merge(orgs::router())
         .merge(keys::router())
         .merge(admin::router())
+        .merge(catalog::router())
         .merge(usage::router())
         .layer(DefaultBodyLimit::max(state.config.server.max_body_bytes))
         .layer(from_fn_with_state(state.clone(), require_session));
