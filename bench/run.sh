@@ -1,0 +1,568 @@
+#!/usr/bin/env bash
+# bench/run.sh — AI Hub's load benchmark: what the gateway adds on top of its upstream.
+#
+# Usage: bench/run.sh [--quick] [--pin] [--no-cluster] [--no-build] [--keep] [--help]
+#
+#   --quick       short runs (about 1 minute in all), for smoke tests; figures are noisy
+#   --pin         pin the load generator (oha) and the mock upstream to CPU 0 and AI Hub to
+#                 CPU 1 with `taskset` (installs util-linux if missing; needs 2+ CPUs)
+#   --no-cluster  skip the two-instance PostgreSQL scenario
+#   --no-build    use the release binaries already built (skip `cargo build --release`)
+#   --keep        keep the temporary work directory (configs, databases, journals, logs)
+#
+# Environment: BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432) is the PostgreSQL
+# server of the cluster scenario; a fresh database is created on it and dropped at the end.
+#
+# What it does (docs/benchmarks.md explains every scenario and how to read the table):
+#   1. builds `aihub` and `aihub-mock-upstream` in release mode; installs oha if missing;
+#   2. in a temporary directory: starts the mock upstream, writes an aihub.toml, creates a user
+#      and an API key, starts AI Hub and waits for /readyz;
+#   3. runs each scenario at the same load against the mock directly (baseline) and through
+#      AI Hub, back to back, so that overhead = AI Hub − baseline, percentile by percentile:
+#        A  open loop at fixed rates (500, 2000, 5000 req/s), non-streaming chat
+#        B  closed loop, 64 connections, as fast as it goes
+#        C  streaming: time to first byte at 500 streams/s
+#        D  the checks ladder: no checks (/healthz) → key auth (/v1/models) → auth + metering
+#           with the built-in mock provider (no upstream hop) → the full path; rate limits and
+#           budgets are listed as not built yet
+#        E  cluster: two AI Hub processes on one fresh PostgreSQL database, load spread over
+#           both by oha's --connect-to
+#      and for every AI Hub run: CPU time per request and peak RSS of the AI Hub process(es),
+#      plus, per setup, whether metering loaded every request into the database;
+#   4. writes bench/results/<time>/ (raw oha JSON + metadata per run, results.md), copies the
+#      table to bench/results/latest.md and prints it.
+#
+# Every process it starts is stopped on exit (also on Ctrl-C or error). It listens only on
+# 127.0.0.1 ports the kernel hands out (never 8080).
+set -euo pipefail
+
+QUICK=0
+PIN=0
+CLUSTER=1
+BUILD=1
+KEEP=0
+for arg in "$@"; do
+  case "$arg" in
+    --quick) QUICK=1 ;;
+    --pin) PIN=1 ;;
+    --no-cluster) CLUSTER=0 ;;
+    --no-build) BUILD=0 ;;
+    --keep) KEEP=1 ;;
+    -h | --help)
+      sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+      exit 0
+      ;;
+    *)
+      echo "run.sh: unknown option $arg (see --help)" >&2
+      exit 2
+      ;;
+  esac
+done
+
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(dirname "$BENCH_DIR")"
+PG_URL="${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}"
+RUN_STARTED=$(date +%s)
+
+# ---------------------------------------------------------------------------------------------
+# Durations and loads. The full run takes about 7 minutes, the quick one about 1.
+
+RATES=(500 2000 5000)
+OPEN_CONNS=100      # connections available to the open-loop generator (an upper bound)
+MAX_CONNS=64        # closed loop
+STREAM_RATE=500
+STREAM_CONNS=256    # a stream lasts ~ (tokens + 2) × CHUNK_MS: 500/s needs ~100 at once
+CHUNK_MS=10         # mock delay between streamed chunks (non-streaming replies ignore it)
+CHECK_RATE=2000     # the checks ladder runs at this rate (its last rung is scenario A's row)
+if [ "$QUICK" = 1 ]; then
+  D_RATE=3s D_MAX=3s D_STREAM=3s D_CHECK=2s D_WARM=1s
+else
+  D_RATE=20s D_MAX=15s D_STREAM=20s D_CHECK=10s D_WARM=3s
+fi
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() {
+  log "error: $*"
+  exit 1
+}
+
+# ---------------------------------------------------------------------------------------------
+# Tools.
+
+command -v cargo >/dev/null || die "cargo is required"
+command -v python3 >/dev/null || die "python3 is required"
+command -v curl >/dev/null || die "curl is required"
+if ! command -v oha >/dev/null; then
+  log "installing oha (cargo install oha --locked)"
+  cargo install oha --locked
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
+PIN_LOAD=() PIN_MOCK=() PIN_HUB=()
+if [ "$PIN" = 1 ]; then
+  if ! command -v taskset >/dev/null; then
+    log "installing util-linux for taskset"
+    apt-get update -qq && apt-get install -y -qq util-linux >/dev/null
+  fi
+  [ "$(nproc)" -ge 2 ] || die "--pin needs at least 2 CPUs"
+  PIN_LOAD=(taskset -c 0) PIN_MOCK=(taskset -c 0) PIN_HUB=(taskset -c 1)
+fi
+if [ "$CLUSTER" = 1 ]; then
+  if ! command -v psql >/dev/null; then
+    log "psql not found: skipping the cluster scenario"
+    CLUSTER=0
+  elif ! psql "$PG_URL/postgres" -qtAc 'select 1' >/dev/null 2>&1; then
+    log "PostgreSQL at $PG_URL is not reachable: skipping the cluster scenario"
+    CLUSTER=0
+  fi
+fi
+
+if [ "$BUILD" = 1 ]; then
+  log "building aihub and aihub-mock-upstream (release)"
+  (cd "$ROOT" && cargo build --release -q -p aihub -p aihub-mock-upstream)
+fi
+TARGET_DIR="$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+AIHUB="$TARGET_DIR/release/aihub"
+MOCK="$TARGET_DIR/release/aihub-mock-upstream"
+if [ ! -x "$AIHUB" ] || [ ! -x "$MOCK" ]; then die "release binaries not found in $TARGET_DIR/release"; fi
+
+# ---------------------------------------------------------------------------------------------
+# Work directory, results, cleanup.
+
+STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/aihub-bench.XXXXXX")"
+RESULTS="$BENCH_DIR/results/$STAMP"
+RAW="$RESULTS/raw"
+mkdir -p "$RAW"
+PIDS=()
+PG_DB=""
+SETUP=none
+
+cleanup() {
+  local status=$?
+  set +e
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  done
+  if [ -n "$PG_DB" ]; then
+    psql "$PG_URL/postgres" -qtAc "DROP DATABASE IF EXISTS \"$PG_DB\" WITH (FORCE)" >/dev/null 2>&1
+  fi
+  if [ "$KEEP" = 1 ]; then
+    log "work directory kept: $WORK"
+  else
+    rm -rf "$WORK"
+  fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Stops the processes given, gracefully, and forgets them.
+stop() {
+  local pid keep=()
+  for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "$@"; do wait "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do
+    case " $* " in *" $pid "*) ;; *) keep+=("$pid") ;; esac
+  done
+  PIDS=("${keep[@]}")
+}
+
+# A free TCP port on 127.0.0.1, picked by the kernel (ephemeral range, so never 8080).
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_http() { # URL NAME
+  for _ in $(seq 1 150); do
+    curl -s -o /dev/null "$1" && return 0
+    sleep 0.1
+  done
+  die "$2 did not come up at $1"
+}
+
+# JSON field of stdin, by a Python expression on `d`.
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+# ---------------------------------------------------------------------------------------------
+# Request bodies.
+
+UPSTREAM_KEY="sk-bench-upstream-$(python3 -c 'import secrets; print(secrets.token_hex(8))')"
+MESSAGES='[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Say hello to the load benchmark, please."}]'
+printf '{"model":"bench-chat","messages":%s,"max_tokens":16}' "$MESSAGES" >"$WORK/chat.json"
+printf '{"model":"gpt-4o-mini","messages":%s,"max_tokens":16}' "$MESSAGES" >"$WORK/chat-direct.json"
+printf '{"model":"mock-chat","messages":%s,"max_tokens":16}' "$MESSAGES" >"$WORK/chat-builtin.json"
+printf '{"model":"bench-chat","messages":%s,"max_tokens":16,"stream":true,"stream_options":{"include_usage":true}}' \
+  "$MESSAGES" >"$WORK/stream.json"
+printf '{"model":"gpt-4o-mini","messages":%s,"max_tokens":16,"stream":true,"stream_options":{"include_usage":true}}' \
+  "$MESSAGES" >"$WORK/stream-direct.json"
+
+# ---------------------------------------------------------------------------------------------
+# Measurement.
+
+CLK_TCK="$(getconf CLK_TCK)"
+
+cpu_ticks() { # PID... → utime+stime summed, in clock ticks
+  local pid line rest total=0
+  for pid in "$@"; do
+    read -r line <"/proc/$pid/stat" || continue
+    rest="${line##*) }"
+    # shellcheck disable=SC2086 # word splitting intended: the fields of /proc/PID/stat
+    set -- $rest
+    total=$((total + ${12} + ${13}))
+  done
+  echo "$total"
+}
+
+postgres_pids() {
+  local p
+  for p in /proc/[0-9]*; do
+    [ "$(cat "$p/comm" 2>/dev/null)" = postgres ] && echo "${p#/proc/}"
+  done
+  return 0
+}
+
+hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+
+# Resets the peak-RSS counter, so VmHWM after a run is the peak of that run (Linux ≥ 4.0).
+reset_hwm() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null || true; }
+
+# measure ID SECTION LABEL TARGET PIDS RATE DURATION -- OHA_ARGS...
+#   TARGET: baseline | aihub | cluster — whose CPU and memory PIDS are.
+#   RATE: the fixed rate in req/s, or "max" for a closed loop.
+measure() {
+  local id="$1" section="$2" label="$3" target="$4" pids="$5" rate="$6" duration="$7"
+  shift 8
+  local url="${!#}" metered=False
+  # Chat requests through AI Hub each leave one usage record (checked by check_metering).
+  [ "$target" != baseline ] && [[ "$url" == */v1/chat/completions ]] && metered=True
+  local pid pg_pids="" t0 t1 pg0=0 pg1=0 w0 w1 hwm=()
+  [ "$target" = cluster ] && pg_pids="$(postgres_pids | tr '\n' ' ')"
+  for pid in $pids; do reset_hwm "$pid"; done
+  log "$section: $label${rate:+ @ $rate req/s} for $duration"
+  # shellcheck disable=SC2086 # lists of PIDs
+  t0=$(cpu_ticks $pids)
+  # shellcheck disable=SC2086
+  [ -n "$pg_pids" ] && pg0=$(cpu_ticks $pg_pids)
+  w0=$(date +%s.%N)
+  local qps=()
+  [ "$rate" != max ] && qps=(-q "$rate" --latency-correction)
+  "${PIN_LOAD[@]}" oha --no-tui -w -z "$duration" "${qps[@]}" --output-format json \
+    -o "$RAW/$id.oha.json" "$@" >/dev/null 2>"$RAW/$id.oha.err" ||
+    die "oha failed for $id: $(cat "$RAW/$id.oha.err")"
+  w1=$(date +%s.%N)
+  # shellcheck disable=SC2086
+  t1=$(cpu_ticks $pids)
+  # shellcheck disable=SC2086
+  [ -n "$pg_pids" ] && pg1=$(cpu_ticks $pg_pids)
+  for pid in $pids; do hwm+=("$(hwm_kb "$pid")"); done
+  python3 - "$RAW/$id.meta.json" <<EOF
+import json, sys
+json.dump({
+    "id": "$id", "section": "$section", "label": "$label", "target": "$target",
+    "setup": "$SETUP", "url": "$url", "metered": $metered,
+    "rate": "$rate", "duration": "$duration", "wall_s": $w1 - $w0,
+    "cpu_ticks": $t1 - $t0, "postgres_cpu_ticks": $pg1 - $pg0, "clk_tck": $CLK_TCK,
+    "hwm_kb": [$(IFS=,; echo "${hwm[*]}")], "pids": "$pids".split(),
+}, open(sys.argv[1], "w"), indent=1)
+EOF
+}
+
+# Writes a table row that was not measured, with the reason.
+not_measured() { # ID SECTION LABEL REASON
+  python3 - "$RAW/$1.meta.json" <<EOF
+import json, sys
+json.dump({"id": "$1", "section": "$2", "label": "$3", "target": "none", "skipped": "$4"},
+          open(sys.argv[1], "w"), indent=1)
+EOF
+}
+
+# ---------------------------------------------------------------------------------------------
+# Processes.
+
+MOCK_PORT=$(free_port)
+log "starting the mock upstream on 127.0.0.1:$MOCK_PORT"
+RUST_LOG=warn AIHUB_MOCK_API_KEY="$UPSTREAM_KEY" "${PIN_MOCK[@]}" "$MOCK" \
+  --listen "127.0.0.1:$MOCK_PORT" --ledger-capacity 0 --chunk-interval-ms "$CHUNK_MS" \
+  >"$WORK/mock.log" 2>&1 &
+MOCK_PID=$!
+PIDS+=("$MOCK_PID")
+wait_http "http://127.0.0.1:$MOCK_PORT/v1/models" "the mock upstream"
+DIRECT="http://127.0.0.1:$MOCK_PORT/v1/chat/completions"
+DIRECT_AUTH=(-H "Authorization: Bearer $UPSTREAM_KEY")
+
+# write_config DIR PORT DATABASE_URL [EXTRA_TOML]
+write_config() {
+  mkdir -p "$1"
+  cat >"$1/aihub.toml" <<EOF
+# Written by bench/run.sh.
+[server]
+listen = "127.0.0.1:$2"
+shutdown_grace_secs = 2
+
+[database]
+url = "$3"
+
+[usage]
+journal_dir = "$1/journal"
+
+[gateway]
+secrets_dir = "$1/secrets"
+
+[log]
+level = "warn"
+
+[[providers]]
+name = "upstream"
+kind = "openai"
+base_url = "http://127.0.0.1:$MOCK_PORT/v1"
+api_key = "$UPSTREAM_KEY"
+
+[[providers]]
+name = "mock"
+kind = "mock"
+
+[[models]]
+name = "bench-chat"
+provider = "upstream"
+upstream_model = "gpt-4o-mini"
+
+[[models]]
+name = "mock-chat"
+provider = "mock"
+${4:-}
+EOF
+}
+
+LAST_PID=""
+start_aihub() { # DIR → sets LAST_PID (not run in $(…): the process must be this shell's child)
+  (cd "$1" && exec "${PIN_HUB[@]}" "$AIHUB" --config "$1/aihub.toml" serve >"$1/aihub.log" 2>&1) &
+  LAST_PID=$!
+  PIDS+=("$LAST_PID")
+}
+
+BENCH_EMAIL="bench@example.com"
+BENCH_PASSWORD="bench-$(python3 -c 'import secrets; print(secrets.token_hex(12))')"
+
+# create_key DIR PORT → prints a new API key (the user is created with the admin CLI first).
+create_key() {
+  local base="http://127.0.0.1:$2" token org
+  token=$(curl -sf "$base/api/v1/auth/login" -H 'content-type: application/json' \
+    -d "{\"email\":\"$BENCH_EMAIL\",\"password\":\"$BENCH_PASSWORD\"}" | json 'd["token"]')
+  org=$(curl -sf "$base/api/v1/orgs" -H "authorization: Bearer $token" | json 'd["data"][0]["id"]')
+  curl -sf "$base/api/v1/orgs/$org/keys" -H "authorization: Bearer $token" \
+    -H 'content-type: application/json' -d '{"name":"bench"}' | json 'd["key"]'
+}
+
+create_user() { # DIR
+  AIHUB_ADMIN_PASSWORD="$BENCH_PASSWORD" "$AIHUB" --config "$1/aihub.toml" admin create-user \
+    --email "$BENCH_EMAIL" >"$1/create-user.log" 2>&1 || die "create-user failed: $(cat "$1/create-user.log")"
+}
+
+# check_metering ID LABEL DB_URL : waits until every chat request AI Hub answered in this setup
+# (the responses oha counted in its runs, warm-ups included) is a usage record in the database,
+# and records how long after the load stopped that took.
+check_metering() {
+  python3 - "$RAW" "$SETUP" "$RAW/$1.metering.json" "$2" "$3" <<'EOF'
+import glob, json, os, subprocess, sys, time
+raw, setup, out, label, db = sys.argv[1:6]
+expected = 0
+for path in glob.glob(os.path.join(raw, "*.meta.json")):
+    meta = json.load(open(path))
+    if meta.get("setup") == setup and meta.get("metered"):
+        oha = json.load(open(os.path.join(raw, meta["id"] + ".oha.json")))
+        expected += sum(oha["statusCodeDistribution"].values())
+def rows():
+    if db.startswith("sqlite://"):
+        import sqlite3
+        c = sqlite3.connect("file:" + db[len("sqlite://"):] + "?mode=ro", uri=True)
+        try:
+            return c.execute("select count(*) from usage_records").fetchone()[0]
+        finally:
+            c.close()
+    r = subprocess.run(["psql", db, "-qtAc", "select count(*) from usage_records"],
+                       capture_output=True, text=True, check=True)
+    return int(r.stdout.strip())
+start = time.monotonic()
+loaded = rows()
+while loaded < expected and time.monotonic() - start < 60:
+    time.sleep(0.1)
+    loaded = rows()
+json.dump({"label": label, "expected": expected, "usage_records": loaded,
+           "catch_up_s": round(time.monotonic() - start, 2)}, open(out, "w"), indent=1)
+EOF
+}
+
+# ---------------------------------------------------------------------------------------------
+# Single node: SQLite.
+
+SETUP=single
+HUB_PORT=$(free_port)
+HUB_DIR="$WORK/single"
+write_config "$HUB_DIR" "$HUB_PORT" "sqlite://$HUB_DIR/aihub.db"
+create_user "$HUB_DIR"
+log "starting AI Hub (SQLite) on 127.0.0.1:$HUB_PORT"
+start_aihub "$HUB_DIR"
+HUB_PID=$LAST_PID
+wait_http "http://127.0.0.1:$HUB_PORT/readyz" "AI Hub"
+KEY=$(create_key "$HUB_DIR" "$HUB_PORT")
+HUB="http://127.0.0.1:$HUB_PORT/v1/chat/completions"
+HUB_AUTH=(-H "Authorization: Bearer $KEY")
+POST=(-m POST -T application/json)
+
+log "warming up"
+measure warm-direct warmup "warm-up" baseline "$MOCK_PID" 1000 "$D_WARM" -- \
+  -c "$OPEN_CONNS" "${POST[@]}" "${DIRECT_AUTH[@]}" -D "$WORK/chat-direct.json" "$DIRECT"
+measure warm-hub warmup "warm-up" aihub "$HUB_PID" 1000 "$D_WARM" -- \
+  -c "$OPEN_CONNS" "${POST[@]}" "${HUB_AUTH[@]}" -D "$WORK/chat.json" "$HUB"
+
+# A: open loop.
+for rate in "${RATES[@]}"; do
+  measure "a-$rate-direct" A "mock direct" baseline "$MOCK_PID" "$rate" "$D_RATE" -- \
+    -c "$OPEN_CONNS" "${POST[@]}" "${DIRECT_AUTH[@]}" -D "$WORK/chat-direct.json" "$DIRECT"
+  measure "a-$rate-hub" A "AI Hub (SQLite)" aihub "$HUB_PID" "$rate" "$D_RATE" -- \
+    -c "$OPEN_CONNS" "${POST[@]}" "${HUB_AUTH[@]}" -D "$WORK/chat.json" "$HUB"
+done
+
+# B: closed loop.
+measure b-direct B "mock direct" baseline "$MOCK_PID" max "$D_MAX" -- \
+  -c "$MAX_CONNS" "${POST[@]}" "${DIRECT_AUTH[@]}" -D "$WORK/chat-direct.json" "$DIRECT"
+measure b-hub B "AI Hub (SQLite)" aihub "$HUB_PID" max "$D_MAX" -- \
+  -c "$MAX_CONNS" "${POST[@]}" "${HUB_AUTH[@]}" -D "$WORK/chat.json" "$HUB"
+
+# C: streaming, time to first byte.
+measure c-direct C "mock direct" baseline "$MOCK_PID" "$STREAM_RATE" "$D_STREAM" -- \
+  -c "$STREAM_CONNS" "${POST[@]}" "${DIRECT_AUTH[@]}" -D "$WORK/stream-direct.json" "$DIRECT"
+measure c-hub C "AI Hub (SQLite)" aihub "$HUB_PID" "$STREAM_RATE" "$D_STREAM" -- \
+  -c "$STREAM_CONNS" "${POST[@]}" "${HUB_AUTH[@]}" -D "$WORK/stream.json" "$HUB"
+
+# D: the checks ladder, at CHECK_RATE. Rungs that exist run here; the full path is scenario A's
+# row at the same rate. Checks that are not built are listed, not faked. When one is built: give
+# it a config snippet in `check_config`, mark it available in `check_available`, and it runs.
+CHECK_LEVELS=(rate_limits budgets)
+check_available() { # LEVEL → 0 if this build can turn it on
+  case "$1" in
+    rate_limits | budgets) return 1 ;; # not built yet
+  esac
+}
+check_config() { # LEVEL → extra aihub.toml for it (none exist yet)
+  case "$1" in
+    *) echo "" ;;
+  esac
+}
+measure d-healthz D "AI Hub GET /healthz — no checks: HTTP server and middleware only" aihub \
+  "$HUB_PID" "$CHECK_RATE" "$D_CHECK" -- -c "$OPEN_CONNS" "http://127.0.0.1:$HUB_PORT/healthz"
+measure d-models D "AI Hub GET /v1/models — key auth only (no upstream, no metering)" aihub \
+  "$HUB_PID" "$CHECK_RATE" "$D_CHECK" -- -c "$OPEN_CONNS" "${HUB_AUTH[@]}" \
+  "http://127.0.0.1:$HUB_PORT/v1/models"
+measure d-builtin D "AI Hub chat, built-in mock provider — auth + metering, no upstream hop" \
+  aihub "$HUB_PID" "$CHECK_RATE" "$D_CHECK" -- -c "$OPEN_CONNS" "${POST[@]}" "${HUB_AUTH[@]}" \
+  -D "$WORK/chat-builtin.json" "$HUB"
+for level in "${CHECK_LEVELS[@]}"; do
+  if check_available "$level"; then
+    dir="$WORK/check-$level" port=$(free_port)
+    write_config "$dir" "$port" "sqlite://$dir/aihub.db" "$(check_config "$level")"
+    create_user "$dir"
+    start_aihub "$dir"
+    pid=$LAST_PID
+    wait_http "http://127.0.0.1:$port/readyz" "AI Hub ($level)"
+    key=$(create_key "$dir" "$port")
+    SETUP="check-$level" # its own database: not part of the single node's metering check
+    measure "d-$level" D "AI Hub chat + $level" aihub "$pid" "$CHECK_RATE" "$D_CHECK" -- \
+      -c "$OPEN_CONNS" "${POST[@]}" -H "Authorization: Bearer $key" -D "$WORK/chat.json" \
+      "http://127.0.0.1:$port/v1/chat/completions"
+    stop "$pid"
+    SETUP=single
+  else
+    log "D: $level — not built yet, not measured"
+    not_measured "d-$level" D "AI Hub chat + ${level//_/ }" "not built yet"
+  fi
+done
+
+check_metering m-single "single node (SQLite)" "sqlite://$HUB_DIR/aihub.db"
+stop "$HUB_PID"
+
+# ---------------------------------------------------------------------------------------------
+# E: cluster — two AI Hub processes on one PostgreSQL database. oha targets one URL; with two
+# --connect-to entries for that host:port it picks one of the two instances at random for each
+# connection it opens, so one oha process spreads the load over both and reports one exact
+# histogram. The split it achieved is read back from the two usage journals.
+
+if [ "$CLUSTER" = 1 ]; then
+  SETUP=cluster
+  PG_DB="aihub_bench_${STAMP,,}_$$"
+  psql "$PG_URL/postgres" -qtAc "CREATE DATABASE \"$PG_DB\"" >/dev/null
+  DB_URL="$PG_URL/$PG_DB"
+  A_PORT=$(free_port) B_PORT=$(free_port)
+  write_config "$WORK/node-a" "$A_PORT" "$DB_URL"
+  write_config "$WORK/node-b" "$B_PORT" "$DB_URL"
+  create_user "$WORK/node-a"
+  log "starting two AI Hub instances (PostgreSQL) on 127.0.0.1:$A_PORT and 127.0.0.1:$B_PORT"
+  start_aihub "$WORK/node-a"
+  A_PID=$LAST_PID
+  wait_http "http://127.0.0.1:$A_PORT/readyz" "AI Hub A"
+  start_aihub "$WORK/node-b"
+  B_PID=$LAST_PID
+  wait_http "http://127.0.0.1:$B_PORT/readyz" "AI Hub B"
+  KEY=$(create_key "$WORK/node-a" "$A_PORT")
+  SPREAD=(--connect-to "127.0.0.1:$A_PORT:127.0.0.1:$A_PORT"
+    --connect-to "127.0.0.1:$A_PORT:127.0.0.1:$B_PORT")
+  CLUSTER_URL="http://127.0.0.1:$A_PORT/v1/chat/completions"
+  CL_AUTH=(-H "Authorization: Bearer $KEY")
+  measure warm-cluster warmup "warm-up" cluster "$A_PID $B_PID" 1000 "$D_WARM" -- \
+    -c "$OPEN_CONNS" "${SPREAD[@]}" "${POST[@]}" "${CL_AUTH[@]}" -D "$WORK/chat.json" "$CLUSTER_URL"
+  for rate in "${RATES[@]}" max; do
+    conns=$OPEN_CONNS duration=$D_RATE
+    [ "$rate" = max ] && conns=$MAX_CONNS duration=$D_MAX
+    measure "e-$rate-cluster" E "AI Hub ×2 (PostgreSQL)" cluster "$A_PID $B_PID" "$rate" \
+      "$duration" -- -c "$conns" "${SPREAD[@]}" "${POST[@]}" "${CL_AUTH[@]}" \
+      -D "$WORK/chat.json" "$CLUSTER_URL"
+  done
+  check_metering m-cluster "cluster (2 × AI Hub, PostgreSQL)" "$DB_URL"
+  python3 - "$RAW/e-split.json" "$WORK/node-a/journal" "$WORK/node-b/journal" <<'EOF'
+import glob, json, sys
+counts = []
+for d in sys.argv[2:]:
+    n = 0
+    for f in glob.glob(d + "/usage-*.jsonl"):
+        with open(f, "rb") as fh:
+            n += sum(1 for line in fh if b'"t":"finish"' in line)
+    counts.append(n)
+json.dump({"requests_per_instance": counts}, open(sys.argv[1], "w"))
+EOF
+  stop "$A_PID" "$B_PID"
+else
+  not_measured e-cluster E "AI Hub ×2 (PostgreSQL)" "skipped (--no-cluster or no PostgreSQL)"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Report.
+
+stop "$MOCK_PID"
+RUN_ENDED=$(date +%s)
+python3 - "$RESULTS/run.json" <<EOF
+import json, sys
+json.dump({
+    "stamp": "$STAMP", "quick": bool($QUICK), "pinned": bool($PIN), "cluster": bool($CLUSTER),
+    "elapsed_s": $RUN_ENDED - $RUN_STARTED,
+    "commit": "$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet HEAD -- crates 2>/dev/null || echo '+dirty')",
+    "cpu": "$(awk -F': ' '/^model name/ {n=$2} /^cpu family/ {f=$2} /^model\t/ {m=$2} END {printf "%s (family %s, model %s)", n, f, m}' /proc/cpuinfo)",
+    "hypervisor": "$(lscpu 2>/dev/null | awk -F': *' '/^Hypervisor vendor/ {print $2}')",
+    "cores": $(nproc),
+    "mem_gib": round($(awk '/^MemTotal/ {print $2}' /proc/meminfo) / 1048576, 1),
+    "kernel": "$(uname -r)",
+    "rustc": "$(rustc --version)",
+    "oha": "$(oha --version)",
+    "durations": {"rate": "$D_RATE", "max": "$D_MAX", "stream": "$D_STREAM", "check": "$D_CHECK"},
+    "open_conns": $OPEN_CONNS, "max_conns": $MAX_CONNS, "stream_conns": $STREAM_CONNS,
+    "chunk_ms": $CHUNK_MS, "check_rate": $CHECK_RATE, "stream_rate": $STREAM_RATE,
+}, open(sys.argv[1], "w"), indent=1)
+EOF
+python3 "$BENCH_DIR/report.py" "$RESULTS" >"$RESULTS/results.md"
+cp "$RESULTS/results.md" "$BENCH_DIR/results/latest.md"
+cat "$RESULTS/results.md"
+log "done in $((RUN_ENDED - RUN_STARTED)) s; raw results in ${RESULTS#"$ROOT"/}"
