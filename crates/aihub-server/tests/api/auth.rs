@@ -556,7 +556,12 @@ async fn anonymous_callers_are_refused(kind: BackendKind) {
             Method::POST,
             format!("/api/v1/orgs/{org}/keys/{key_id}/rotate"),
         ),
+        (Method::GET, format!("/api/v1/orgs/{org}/usage")),
+        (Method::GET, format!("/api/v1/orgs/{org}/usage/requests")),
         (Method::GET, "/api/v1/admin/users".into()),
+        (Method::GET, "/api/v1/admin/providers".into()),
+        (Method::POST, "/api/v1/admin/models".into()),
+        (Method::GET, "/api/v1/admin/prices".into()),
         (
             Method::POST,
             format!("/api/v1/admin/users/{}/disable", who.user_id),

@@ -11,7 +11,8 @@ use crate::helpers::{api_tests, error_code, request_id, spawn_app};
 
 api_tests!(
     providers_and_models_change_without_restart,
-    prices_apply_from_their_effective_time
+    prices_apply_from_their_effective_time,
+    usage_reports_and_their_limits,
 );
 
 async fn providers_and_models_change_without_restart(kind: BackendKind) {
@@ -258,4 +259,130 @@ async fn prices_apply_from_their_effective_time(kind: BackendKind) {
         .unwrap()
         .unwrap();
     assert_eq!(again.cost_micros, 26);
+}
+
+/// The usage API: ranges, groupings, pagination, and its validation.
+async fn usage_reports_and_their_limits(kind: BackendKind) {
+    let app = spawn_app(kind).await;
+    let (who, key) = app.user_with_key("r@example.com", None).await;
+    let (_, other_key) = app.user_with_key("r2@example.com", None).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let model = if i == 2 {
+            "mock-embedding"
+        } else {
+            "mock-chat"
+        };
+        let body = if i == 2 {
+            json!({"model": model, "input": "a b c"})
+        } else {
+            json!({"model": model, "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]})
+        };
+        let path = if i == 2 {
+            "/v1/embeddings"
+        } else {
+            "/v1/chat/completions"
+        };
+        let r = app.v1(path, &key, body).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        ids.push(request_id(&r));
+    }
+    let r = app
+        .v1(
+            "/v1/chat/completions",
+            &other_key,
+            json!({"model": "mock-chat", "messages": []}),
+        )
+        .await;
+    app.usage_record(&request_id(&r)).await;
+    for id in &ids {
+        app.usage_record(id).await;
+    }
+    let base = format!("/api/v1/orgs/{}/usage", who.org_id);
+    let by_day: Value = app.get(&base, &who.token).await.json().await.unwrap();
+    assert_eq!(by_day["group_by"], "day");
+    assert_eq!(by_day["data"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        by_day["data"][0]["requests"], 3,
+        "the other org's request is not counted"
+    );
+    let by_model: Value = app
+        .get(&format!("{base}?group_by=model"), &who.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_model["data"].as_array().unwrap().len(), 2);
+    let by_key: Value = app
+        .get(&format!("{base}?group_by=key"), &who.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_key["data"].as_array().unwrap().len(), 1);
+    assert_eq!(by_key["data"][0]["requests"], 3);
+    let today = chrono::Utc::now().date_naive();
+    let past: Value = app
+        .get(
+            &format!(
+                "{base}?from={}&to={}",
+                today - chrono::Days::new(10),
+                today - chrono::Days::new(1)
+            ),
+            &who.token,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(past["data"].as_array().unwrap().is_empty());
+    for (query, code) in [
+        (
+            format!("?from={today}&to={}", today - chrono::Days::new(1)),
+            "invalid_range",
+        ),
+        (
+            format!("?from={}&to={today}", today - chrono::Days::new(400)),
+            "invalid_range",
+        ),
+        ("?group_by=hour".to_owned(), "invalid_query"),
+        ("?from=yesterday".to_owned(), "invalid_query"),
+    ] {
+        let r = app.get(&format!("{base}{query}"), &who.token).await;
+        assert!(r.status().is_client_error(), "{query}");
+        assert_eq!(error_code(r).await, code, "{query}");
+    }
+    let p1: Value = app
+        .get(&format!("{base}/requests?limit=2"), &who.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(p1["data"].as_array().unwrap().len(), 2);
+    assert_eq!(p1["data"][0]["request_id"], ids[2].as_str(), "newest first");
+    let cursor = p1["next_cursor"].as_str().unwrap();
+    let p2: Value = app
+        .get(
+            &format!("{base}/requests?limit=2&cursor={cursor}"),
+            &who.token,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(p2["data"].as_array().unwrap().len(), 1);
+    assert_eq!(p2["next_cursor"], Value::Null);
+    let since: Value = app
+        .get(
+            &format!(
+                "{base}/requests?from={}",
+                (chrono::Utc::now() + chrono::Duration::hours(1)).format("%Y-%m-%dT%H:%M:%SZ")
+            ),
+            &who.token,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(since["data"].as_array().unwrap().is_empty());
 }

@@ -83,6 +83,22 @@ async fn other_tenants_get_404_and_change_nothing(kind: BackendKind) {
             format!("/api/v1/orgs/{a_org}/keys/{b_key_id}"),
             json!({}),
         ),
+        // A's usage.
+        (
+            Method::GET,
+            format!("/api/v1/orgs/{a_org}/usage"),
+            json!({}),
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/orgs/{a_org}/usage?group_by=key"),
+            json!({}),
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/orgs/{a_org}/usage/requests"),
+            json!({}),
+        ),
     ];
     let mut failures = 0;
     for (method, path, body) in &attempts {
