@@ -109,20 +109,23 @@ def rss_cell(run):
 PCTS = ["p50", "p99", "p99.9"]
 
 
-def saturated(run):
-    """Marks a fixed-rate run that could not keep its rate: queueing, not overhead, then
-    dominates its latencies."""
+def saturated(run, queue_check=True):
+    """Marks a fixed-rate run beyond what the target sustains on this machine: it could not
+    keep the rate, or requests queued (median above 10 ms, against well under 1 ms when it
+    keeps up). Queueing, not overhead, then dominates its latencies."""
     rate = run.meta.get("rate", "max")
     if not rate.isdigit() or run.rps is None:
         return ""
-    return " (saturated)" if run.rps < 0.97 * int(rate) else ""
+    if run.rps < 0.97 * int(rate):
+        return " (saturated)"
+    return " (queueing)" if queue_check and (run.pct("p50") or 0) > 10 else ""
 
 
 def latency_rows(out, first_col, base, hub, key="latencyPercentiles", with_rate=True):
     for r in (base, hub):
         cells = [first_col, r.label]
         if with_rate:
-            cells.append(fmt(r.rps, 0) + saturated(r))
+            cells.append(fmt(r.rps, 0) + saturated(r, key == "latencyPercentiles"))
         cells += [fmt(r.pct(p, key)) for p in PCTS]
         cells += [str(r.errors), cpu_cell(r), rss_cell(r)]
         out.append("| " + " | ".join(cells) + " |")
@@ -147,6 +150,11 @@ def main():
 
     out = []
     w = out.append
+    w(
+        f"<!-- Results table of one bench/run.sh run ({info['stamp']}), written by "
+        "bench/report.py. See docs/benchmarks.md for what each scenario measures. -->"
+    )
+    w("")
     w("## Results")
     w("")
     mode = "quick (smoke test: short runs, noisy figures)" if info["quick"] else "full"

@@ -120,6 +120,9 @@ if [ "$BUILD" = 1 ]; then
   log "building aihub and aihub-mock-upstream (release)"
   (cd "$ROOT" && cargo build --release -q -p aihub -p aihub-mock-upstream)
 fi
+# The commit the binaries were built from ("+dirty": uncommitted changes under crates/).
+COMMIT="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+(cd "$ROOT" && git diff --quiet HEAD -- crates Cargo.lock 2>/dev/null) || COMMIT="$COMMIT+dirty"
 TARGET_DIR="$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 AIHUB="$TARGET_DIR/release/aihub"
@@ -549,7 +552,7 @@ import json, sys
 json.dump({
     "stamp": "$STAMP", "quick": bool($QUICK), "pinned": bool($PIN), "cluster": bool($CLUSTER),
     "elapsed_s": $RUN_ENDED - $RUN_STARTED,
-    "commit": "$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet HEAD -- crates 2>/dev/null || echo '+dirty')",
+    "commit": "$COMMIT",
     "cpu": "$(awk -F': ' '/^model name/ {n=$2} /^cpu family/ {f=$2} /^model\t/ {m=$2} END {printf "%s (family %s, model %s)", n, f, m}' /proc/cpuinfo)",
     "hypervisor": "$(lscpu 2>/dev/null | awk -F': *' '/^Hypervisor vendor/ {print $2}')",
     "cores": $(nproc),
