@@ -130,26 +130,12 @@ impl FromRequestParts<AppState> for Client {
 
 pub(crate) fn client_of(parts: &Parts, state: &AppState) -> Client {
     let server = &state.config.server;
-    let peer = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(a)| a.ip());
-    let from_proxy = peer.is_some_and(|p| server.trusted_proxies.contains(&p));
-    let ip = if from_proxy {
+    let peer = peer_ip(parts);
+    let ip = if from_trusted_proxy(peer, state) {
         forwarded_client(parts, &server.trusted_proxies).or(peer)
     } else {
         peer
     };
-    let forwarded_https = from_proxy
-        && parts
-            .headers
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.eq_ignore_ascii_case("https"));
-    let public_https = server
-        .public_url
-        .as_deref()
-        .is_some_and(|u| u.starts_with("https://"));
     Client {
         info: ClientInfo {
             ip,
@@ -159,8 +145,37 @@ pub(crate) fn client_of(parts: &Parts, state: &AppState) -> Client {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
         },
-        tls: server.secure_cookies || forwarded_https || public_https,
+        tls: is_tls(parts, state),
     }
+}
+
+fn peer_ip(parts: &Parts) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(a)| a.ip())
+}
+
+fn from_trusted_proxy(peer: Option<IpAddr>, state: &AppState) -> bool {
+    peer.is_some_and(|p| state.config.server.trusted_proxies.contains(&p))
+}
+
+/// Whether the client reached us over HTTPS, as far as the server can tell: configured so
+/// (`server.secure_cookies`, an `https://` `server.public_url`) or told so by a trusted proxy
+/// (`X-Forwarded-Proto: https`).
+pub(crate) fn is_tls(parts: &Parts, state: &AppState) -> bool {
+    let server = &state.config.server;
+    server.secure_cookies
+        || server
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"))
+        || (from_trusted_proxy(peer_ip(parts), state)
+            && parts
+                .headers
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.eq_ignore_ascii_case("https")))
 }
 
 /// The right-most address in `X-Forwarded-For` that is not one of our proxies. Entries left of

@@ -106,13 +106,13 @@ impl Application {
             .with_context(|| format!("binding {}", config.server.listen))?;
         Ok(Self {
             listener,
-            state: AppState {
+            state: AppState::new(state::Shared {
                 config: Arc::new(config),
                 services,
                 key_cache,
                 last_used,
                 gateway,
-            },
+            }),
             tasks,
             stop_tasks,
         })

@@ -30,7 +30,9 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     );
     let start = Instant::now();
     let mut resp = next.run(req).instrument(span.clone()).await;
-    if let Ok(v) = HeaderValue::from_str(&id.0.to_string()) {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let text = id.0.hyphenated().encode_lower(&mut buf);
+    if let Ok(v) = HeaderValue::from_str(text) {
         resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }
     let status = resp.status().as_u16();
@@ -80,7 +82,7 @@ pub async fn hsts(
     next: Next,
 ) -> Response {
     let (parts, body) = req.into_parts();
-    let tls = crate::extract::client_of(&parts, &state).tls;
+    let tls = crate::extract::is_tls(&parts, &state);
     let mut resp = next.run(Request::from_parts(parts, body)).await;
     if tls {
         resp.headers_mut().insert(
