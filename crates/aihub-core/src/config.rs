@@ -18,6 +18,10 @@ pub struct Config {
     pub gateway: GatewayConfig,
     pub usage: UsageConfig,
     pub log: LogConfig,
+    pub limits: LimitsConfig,
+    pub redis: RedisConfig,
+    pub smtp: SmtpConfig,
+    pub alerts: AlertsConfig,
     /// Upstream providers declared in configuration (more can be added at run time through the
     /// admin API). The default is the built-in offline `mock` provider.
     pub providers: Vec<ProviderConfig>,
@@ -35,6 +39,10 @@ impl Default for Config {
             gateway: GatewayConfig::default(),
             usage: UsageConfig::default(),
             log: LogConfig::default(),
+            limits: LimitsConfig::default(),
+            redis: RedisConfig::default(),
+            smtp: SmtpConfig::default(),
+            alerts: AlertsConfig::default(),
             providers: vec![ProviderConfig {
                 name: "mock".to_owned(),
                 kind: ProviderKind::Mock,
@@ -362,6 +370,139 @@ impl Default for LogConfig {
         Self {
             level: "info".to_owned(),
             format: LogFormat::Text,
+        }
+    }
+}
+
+/// What the gateway does with a request when the shared limit store (Redis) cannot answer in
+/// time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailMode {
+    /// Let the request through (rate limits fall back to this instance's own counters).
+    Open,
+    /// Refuse it with 503 `limits_unavailable` / `budget_unavailable`.
+    Closed,
+}
+
+/// Rate limits, budgets and quotas on the request path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Completion tokens assumed for a request that sets no `max_tokens` (or
+    /// `max_completion_tokens`), when reserving budget and tokens-per-minute before the call.
+    pub default_max_output_tokens: u64,
+    /// How long an organization's limits, budgets and plan stay cached. Changes made through
+    /// this instance apply at once; this bounds how long other instances take to see them.
+    pub policy_cache_ttl_secs: u64,
+    /// A reservation not settled within this time (its instance died) is released.
+    pub reservation_ttl_secs: u64,
+    /// With Redis unreachable or too slow: rate limits (default `open`: this instance's own
+    /// counters apply).
+    pub on_redis_error_limits: FailMode,
+    /// With Redis unreachable or too slow: budgets and quotas (default `closed`: money is never
+    /// spent unchecked).
+    pub on_redis_error_budgets: FailMode,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            default_max_output_tokens: 4096,
+            policy_cache_ttl_secs: 10,
+            reservation_ttl_secs: 900,
+            on_redis_error_limits: FailMode::Open,
+            on_redis_error_budgets: FailMode::Closed,
+        }
+    }
+}
+
+/// Shared limit and budget counters for running several instances. Without `url`, each
+/// instance counts on its own (exact on a single node).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://host:port/db` (or `rediss://` for TLS). May carry a password.
+    pub url: Option<Secret>,
+    /// Longest wait for one Redis answer on the request path.
+    pub timeout_ms: u64,
+    /// After a failure, Redis is not tried again for this long (requests follow the fail mode
+    /// without waiting).
+    pub retry_after_failure_ms: u64,
+    /// Prefix of every key AI Hub writes.
+    pub key_prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            timeout_ms: 50,
+            retry_after_failure_ms: 1000,
+            key_prefix: "aihub:".to_owned(),
+        }
+    }
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with STARTTLS (required).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (usually port 465).
+    Tls,
+    /// No encryption: only for a relay on localhost or a test sink.
+    None,
+}
+
+/// Outgoing e-mail (budget alerts, later invitations). Without `host`, no e-mail is sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: Option<String>,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// Sender, e.g. `AI Hub <alerts@example.com>`.
+    pub from: String,
+    pub timeout_secs: u64,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            host: None,
+            port: 587,
+            security: SmtpSecurity::Starttls,
+            username: None,
+            password: None,
+            from: "AI Hub <aihub@localhost>".to_owned(),
+            timeout_secs: 10,
+        }
+    }
+}
+
+/// Delivery of budget alerts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Attempts per webhook or e-mail before it is marked failed.
+    pub max_attempts: u32,
+    /// Wait before the first retry; doubled after each failed attempt.
+    pub retry_base_ms: u64,
+    /// Timeout of one webhook POST.
+    pub webhook_timeout_ms: u64,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 6,
+            retry_base_ms: 1000,
+            webhook_timeout_ms: 5000,
         }
     }
 }

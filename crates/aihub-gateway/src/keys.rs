@@ -45,7 +45,7 @@ fn concerns(event: &Invalidation, hash: &[u8; 32], found: &Found) -> bool {
         (Invalidation::KeyHash(h), _) => h == hash,
         (Invalidation::User(u), Found::Key(a)) => a.key.owner_user_id == Some(*u),
         (Invalidation::Org(o), Found::Key(a)) => a.key.org_id == *o,
-        (_, Found::Missing) => false,
+        (Invalidation::Policy(_), _) | (_, Found::Missing) => false,
     }
 }
 

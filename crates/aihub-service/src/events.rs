@@ -16,6 +16,8 @@ pub enum Invalidation {
     User(UserId),
     /// Everything that depends on this organization may have changed.
     Org(OrgId),
+    /// This organization's rate limits, budgets or plan changed (keys are unaffected).
+    Policy(OrgId),
 }
 
 type Subscriber = Arc<dyn Fn(&Invalidation) + Send + Sync>;
