@@ -153,6 +153,9 @@ impl KeyCache {
     /// Applies one invalidation event. moka's predicate invalidation takes effect for reads at
     /// once (entries are dropped lazily afterwards), which is what makes revocation immediate.
     pub fn apply(&self, event: &Invalidation) {
+        if matches!(event, Invalidation::Policy(_)) {
+            return; // keys are unaffected
+        }
         {
             let mut recent = self
                 .recent
@@ -181,6 +184,7 @@ impl KeyCache {
                     move |_, e| matches!(&e.found, Found::Key(a) if a.key.org_id == org),
                 )
             }
+            Invalidation::Policy(_) => return,
         };
         if result.is_err() {
             // Too many pending predicates: forget everything rather than serve a stale key.
