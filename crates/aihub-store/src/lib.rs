@@ -5,7 +5,7 @@
 //! the store writes them as given.
 //!
 //! Queries are grouped by domain noun: [`users`], [`orgs`], [`keys`], [`sessions`], [`usage`],
-//! [`catalog`].
+//! [`catalog`], [`governance`].
 
 use std::path::Path;
 use std::str::FromStr;
@@ -18,6 +18,7 @@ use sqlx::sqlite::{
 };
 
 pub mod catalog;
+pub mod governance;
 pub mod keys;
 pub mod orgs;
 pub mod sessions;

@@ -121,3 +121,29 @@ impl Store {
         Ok(row.map(Org::from))
     }
 }
+
+impl Store {
+    /// Adds `user` to `org` with `role`; `Conflict` if they are already a member.
+    pub async fn add_member(
+        &self,
+        org: OrgId,
+        user: UserId,
+        role: Role,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        on_backend!(self.writer(), |p| {
+            sqlx::query(
+                "INSERT INTO org_members (org_id, user_id, role, created_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(org.as_uuid())
+            .bind(user.as_uuid())
+            .bind(role.as_str())
+            .bind(aihub_core::time::to_millis(now))
+            .execute(p)
+            .await
+            .map(|_| ())
+            .map_err(crate::StoreError::from_write)
+        })
+    }
+}
