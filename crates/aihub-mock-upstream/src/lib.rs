@@ -23,6 +23,7 @@ mod control;
 mod openai;
 mod respond;
 mod server;
+pub mod smtp;
 mod state;
 mod tokens;
 

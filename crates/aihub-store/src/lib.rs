@@ -5,7 +5,7 @@
 //! the store writes them as given.
 //!
 //! Queries are grouped by domain noun: [`users`], [`orgs`], [`keys`], [`sessions`], [`usage`],
-//! [`catalog`], [`governance`].
+//! [`catalog`], [`governance`], [`alerts`].
 
 use std::path::Path;
 use std::str::FromStr;
@@ -17,6 +17,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub mod alerts;
 pub mod catalog;
 pub mod governance;
 pub mod keys;
@@ -27,6 +28,7 @@ pub mod testing;
 pub mod usage;
 pub mod users;
 
+pub use alerts::{AlertChannel, BudgetAlert, Delivery, DeliveryStatus, NewBudgetAlert};
 pub use catalog::{ModelRecord, PriceRecord, ProviderRecord};
 pub use keys::{ApiKey, KeyAuth, KeyChanges, NewApiKey};
 pub use orgs::{Membership, Org};

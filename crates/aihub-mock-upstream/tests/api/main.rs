@@ -19,4 +19,5 @@ mod chat;
 mod control;
 mod faults;
 mod openai_other;
+mod smtp;
 mod transport;
