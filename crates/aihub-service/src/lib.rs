@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod crypto;
 pub mod error;
 pub mod events;
+pub mod governance;
 pub mod keys;
 pub mod orgs;
 pub mod page;
@@ -33,6 +34,7 @@ pub struct Services {
     pub admin: admin::Admin,
     pub catalog: catalog::Catalog,
     pub usage: usage::Usage,
+    pub governance: governance::Governance,
     pub events: events::Events,
 }
 
@@ -56,6 +58,7 @@ impl Services {
             keys: keys::Keys::new(store.clone(), events.clone()),
             admin: admin::Admin::new(store.clone(), events.clone()),
             usage: usage::Usage::new(store.clone()),
+            governance: governance::Governance::new(store.clone(), events.clone()),
             accounts,
             catalog,
             events,

@@ -3,6 +3,7 @@
 //!
 //! Resource-level rules (a Member manages only their own keys) are expressed as two actions —
 //! `KeysManageOwn` and `KeysManageAll` — and resolved by the service against the key's owner.
+//! Limits and budgets follow the same pattern: `*ManageOwn` covers rules on one's own keys.
 
 use aihub_core::Role;
 
@@ -21,16 +22,34 @@ pub enum Action {
     KeysManageAll,
     /// Read the organization's usage: totals and individual requests.
     UsageRead,
+    /// See the organization's rate limits.
+    LimitsRead,
+    /// Create, edit and delete rate limits on one's own keys.
+    LimitsManageOwn,
+    /// Create, edit and delete every rate limit of the organization.
+    LimitsManage,
+    /// See the organization's budgets and what has been spent against them.
+    BudgetsRead,
+    /// Create, edit and delete budgets on one's own keys.
+    BudgetsManageOwn,
+    /// Create, edit and delete every budget of the organization.
+    BudgetsManage,
 }
 
 impl Action {
-    pub const ALL: [Action; 6] = [
+    pub const ALL: [Action; 12] = [
         Action::OrgRead,
         Action::KeysRead,
         Action::KeysCreate,
         Action::KeysManageOwn,
         Action::KeysManageAll,
         Action::UsageRead,
+        Action::LimitsRead,
+        Action::LimitsManageOwn,
+        Action::LimitsManage,
+        Action::BudgetsRead,
+        Action::BudgetsManageOwn,
+        Action::BudgetsManage,
     ];
 
     #[must_use]
@@ -42,6 +61,12 @@ impl Action {
             Action::KeysManageOwn => "keys.manage_own",
             Action::KeysManageAll => "keys.manage_all",
             Action::UsageRead => "usage.read",
+            Action::LimitsRead => "limits.read",
+            Action::LimitsManageOwn => "limits.manage_own",
+            Action::LimitsManage => "limits.manage",
+            Action::BudgetsRead => "budgets.read",
+            Action::BudgetsManageOwn => "budgets.manage_own",
+            Action::BudgetsManage => "budgets.manage",
         }
     }
 }
@@ -54,9 +79,20 @@ pub const fn allows(role: Role, action: Action) -> bool {
         Role::Owner | Role::Admin => true,
         Role::Member => matches!(
             action,
-            OrgRead | KeysRead | KeysCreate | KeysManageOwn | UsageRead
+            OrgRead
+                | KeysRead
+                | KeysCreate
+                | KeysManageOwn
+                | UsageRead
+                | LimitsRead
+                | LimitsManageOwn
+                | BudgetsRead
+                | BudgetsManageOwn
         ),
-        Role::Viewer => matches!(action, OrgRead | KeysRead | UsageRead),
+        Role::Viewer => matches!(
+            action,
+            OrgRead | KeysRead | UsageRead | LimitsRead | BudgetsRead
+        ),
     }
 }
 

@@ -528,6 +528,21 @@ impl Store {
     }
 }
 
+/// Scope objects.
+impl Store {
+    /// Whether `team` is a team of `org`.
+    pub async fn team_exists(&self, org: OrgId, team: Uuid) -> Result<bool> {
+        let found: Option<Uuid> = on_backend!(self.reader(), |p| {
+            sqlx::query_scalar("SELECT id FROM teams WHERE org_id = $1 AND id = $2")
+                .bind(org.as_uuid())
+                .bind(team)
+                .fetch_optional(p)
+                .await
+        })?;
+        Ok(found.is_some())
+    }
+}
+
 /// What the gateway reads.
 impl Store {
     /// Everything enforced for `org`: its plan (resolved), limits and budgets (with webhook
