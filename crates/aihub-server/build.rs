@@ -1,11 +1,16 @@
 //! Turns the presence of test-service URLs and tools into cfg flags, so that tests needing them
 //! are compiled as `#[ignore]`d (reported as skipped) on machines without them, and run where
-//! they are set: `AIHUB_TEST_DATABASE_URL` (PostgreSQL) and `AIHUB_TEST_PYTHON` (a Python with
+//! they are set: `AIHUB_TEST_DATABASE_URL` (PostgreSQL), `AIHUB_TEST_REDIS_URL` (Redis) and `AIHUB_TEST_PYTHON` (a Python with
 //! the official `openai` package).
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(aihub_pg)");
     println!("cargo::rustc-check-cfg=cfg(aihub_python)");
+    println!("cargo::rustc-check-cfg=cfg(aihub_redis)");
+    println!("cargo::rerun-if-env-changed=AIHUB_TEST_REDIS_URL");
+    if std::env::var_os("AIHUB_TEST_REDIS_URL").is_some_and(|v| !v.is_empty()) {
+        println!("cargo::rustc-cfg=aihub_redis");
+    }
     println!("cargo::rerun-if-env-changed=AIHUB_TEST_DATABASE_URL");
     println!("cargo::rerun-if-env-changed=AIHUB_TEST_PYTHON");
     if std::env::var_os("AIHUB_TEST_DATABASE_URL").is_some_and(|v| !v.is_empty()) {

@@ -13,6 +13,9 @@ pub struct GatewayError {
     pub param: Option<&'static str>,
     /// Seconds, for `Retry-After` on 429/503.
     pub retry_after: Option<u64>,
+    /// Retrying cannot help (a spent budget, a request larger than a limit): answered with
+    /// `x-should-retry: false`, which OpenAI's SDKs honour.
+    pub final_answer: bool,
 }
 
 impl GatewayError {
@@ -29,6 +32,7 @@ impl GatewayError {
             message: message.into(),
             param: None,
             retry_after: None,
+            final_answer: false,
         }
     }
 
@@ -46,6 +50,13 @@ impl GatewayError {
                 message,
             )
         }
+    }
+
+    /// Marks the error as one that retrying cannot fix.
+    #[must_use]
+    pub fn no_retry(mut self) -> Self {
+        self.final_answer = true;
+        self
     }
 
     #[must_use]

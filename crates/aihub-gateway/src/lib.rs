@@ -5,6 +5,7 @@
 
 pub mod body;
 pub mod error;
+pub mod governor;
 pub mod journal;
 pub mod keys;
 pub mod last_used;

@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aihub_core::config::GatewayConfig;
+use aihub_core::config::{GatewayConfig, LimitsConfig};
+use aihub_core::governance::RequestScopes;
 use aihub_core::{Currency, time};
 use aihub_service::catalog::{Catalog, CatalogSnapshot, Price, ProviderSpec};
 use aihub_store::{KeyAuth, UsageRecord};
@@ -29,6 +30,7 @@ use uuid::Uuid;
 
 use crate::body::RequestBody;
 use crate::error::GatewayError;
+use crate::governor::{Admission, Demand, Governor, RateHeaders};
 use crate::journal::{Entry, Journal, StartEntry};
 use crate::providers::{
     Call, Endpoint, EventStream, Provider, Reply, StreamFault, StreamItem, Usage,
@@ -55,6 +57,10 @@ pub struct GatewayResponse {
     pub status: StatusCode,
     pub body: ResponseBody,
     pub retry_after: Option<u64>,
+    /// `x-ratelimit-*` figures of the binding limits.
+    pub rate: RateHeaders,
+    /// Retrying cannot help (`x-should-retry: false`).
+    pub final_answer: bool,
 }
 
 pub enum ResponseBody {
@@ -71,6 +77,8 @@ impl GatewayResponse {
             status: e.status,
             body: ResponseBody::Json(Bytes::from(body.to_string())),
             retry_after: e.retry_after,
+            rate: RateHeaders::default(),
+            final_answer: e.final_answer,
         }
     }
 }
@@ -96,6 +104,8 @@ pub struct Gateway {
     tasks: TaskTracker,
     draining: Arc<Semaphore>,
     max_response: usize,
+    governor: Governor,
+    default_max_output: u64,
 }
 
 /// Everything a usage record needs that is known when the request arrives.
@@ -111,6 +121,9 @@ struct Meter {
     started: Instant,
     created_at_ms: i64,
     ttft: Option<Duration>,
+    /// The hold on limits and budgets, settled when the record is made.
+    admission: Mutex<Option<Admission>>,
+    rate: RateHeaders,
 }
 
 impl Meter {
@@ -137,6 +150,17 @@ impl Meter {
             }
             None => (0, Currency::USD),
         };
+        let admission = self
+            .admission
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(a) = admission {
+            a.settle(
+                usage.prompt_tokens.saturating_add(usage.completion_tokens),
+                cost,
+            );
+        }
         let k = &self.key.key;
         UsageRecord {
             request_id: self.request_id,
@@ -194,7 +218,13 @@ impl Meter {
 
 impl Gateway {
     #[must_use]
-    pub fn new(catalog: Catalog, journal: Arc<Journal>, config: &GatewayConfig) -> Self {
+    pub fn new(
+        catalog: Catalog,
+        journal: Arc<Journal>,
+        config: &GatewayConfig,
+        governor: Governor,
+        limits: &LimitsConfig,
+    ) -> Self {
         Self {
             catalog,
             journal,
@@ -206,6 +236,8 @@ impl Gateway {
             tasks: TaskTracker::new(),
             draining: Arc::new(Semaphore::new(config.max_draining_streams)),
             max_response: config.max_response_bytes,
+            governor,
+            default_max_output: limits.default_max_output_tokens,
         }
     }
 
@@ -302,6 +334,44 @@ impl Gateway {
             .ok_or_else(missing)
     }
 
+    /// What a request may consume at most, for limits and budget reservations. The prompt's
+    /// byte length bounds its token count (every token is at least one byte), so a budget's
+    /// reservation covers the real cost whenever the upstream honours `max_tokens`.
+    fn demand<'a>(
+        &self,
+        meter: &Meter,
+        body: &'a RequestBody<'_>,
+        endpoint: Endpoint,
+        raw_len: usize,
+        prompt_estimate: u64,
+    ) -> Demand<'a> {
+        let k = &meter.key.key;
+        let max_out = if endpoint == Endpoint::Embeddings {
+            0
+        } else {
+            body.max_tokens
+                .unwrap_or(self.default_max_output)
+                .saturating_mul(body.n.max(1))
+        };
+        let prompt_max = u64::try_from(raw_len).unwrap_or(u64::MAX);
+        Demand {
+            scopes: RequestScopes {
+                org: k.org_id,
+                key: k.id,
+                user: k.owner_user_id.map(|u| u.as_uuid()),
+                team: k.team_id.map(|t| t.as_uuid()),
+            },
+            model: &body.model,
+            tokens_estimate: prompt_estimate.saturating_add(max_out),
+            tokens_max: prompt_max.saturating_add(max_out),
+            cost_max: meter.price.as_ref().map(|p| {
+                let m = p.cost(prompt_max, 0, max_out);
+                (m.micros, m.currency)
+            }),
+            now: time::from_millis(meter.created_at_ms),
+        }
+    }
+
     fn record(&self, entry: UsageRecord) {
         let request_id = entry.request_id;
         if let Err(e) = self.journal.append(&Entry::Finish(entry)) {
@@ -312,7 +382,9 @@ impl Gateway {
     /// Ends a request with an error response and its usage record.
     fn reject(&self, meter: &Meter, e: &GatewayError, head: oneshot::Sender<GatewayResponse>) {
         self.record(meter.finish(e.status, Some(e.code), Usage::default(), false));
-        let _ = head.send(GatewayResponse::error(e));
+        let mut resp = GatewayResponse::error(e);
+        resp.rate = meter.rate;
+        let _ = head.send(resp);
     }
 
     async fn run(
@@ -336,6 +408,8 @@ impl Gateway {
             started: Instant::now(),
             created_at_ms: time::to_millis(time::now()),
             ttft: None,
+            admission: Mutex::new(None),
+            rate: RateHeaders::default(),
         };
         let body = match RequestBody::parse(&raw) {
             Ok(b) => b,
@@ -397,8 +471,24 @@ impl Gateway {
             return self.reject(&meter, &e, head);
         }
 
-        // Billing must be able to survive a crash from here on: no journal, no upstream call.
+        // Limits and budgets: checked and reserved in one step, settled with the record.
         let prompt_estimate = u64::try_from(raw.len() / 4).unwrap_or(u64::MAX);
+        let demand = self.demand(&meter, &body, endpoint, raw.len(), prompt_estimate);
+        match self.governor.admit(request_id, &demand).await {
+            Ok(a) => {
+                meter.rate = a.headers();
+                *meter
+                    .admission
+                    .get_mut()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(a);
+            }
+            Err(rejection) => {
+                meter.rate = rejection.headers;
+                return self.reject(&meter, &rejection.error, head);
+            }
+        }
+
+        // Billing must be able to survive a crash from here on: no journal, no upstream call.
         if let Err(e) = self.journal.append(&Entry::Start(
             meter.start(self.journal.boot(), prompt_estimate),
         )) {
@@ -439,6 +529,8 @@ impl Gateway {
                     status: StatusCode::OK,
                     body: ResponseBody::Json(out),
                     retry_after: None,
+                    rate: meter.rate,
+                    final_answer: false,
                 });
             }
             Ok(Reply::Stream(events)) => {
@@ -448,6 +540,8 @@ impl Gateway {
                         status: StatusCode::OK,
                         body: ResponseBody::Events(rx),
                         retry_after: None,
+                        rate: meter.rate,
+                        final_answer: false,
                     })
                     .is_ok();
                 self.pump(meter, &body, events, tx, connected).await;

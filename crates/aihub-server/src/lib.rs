@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod governance;
 pub mod middleware;
 pub mod routes;
 pub mod serve;
@@ -73,10 +74,14 @@ impl Application {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not replay the usage journal yet"),
         }
+        let governor = governance::build_governor(&services, &config)
+            .context("setting up rate limits and budgets")?;
         let gateway = Arc::new(Gateway::new(
             services.catalog.clone(),
             journal.clone(),
             &config.gateway,
+            governor.clone(),
+            &config.limits,
         ));
 
         let tasks = TaskTracker::new();
@@ -86,6 +91,8 @@ impl Application {
             stop_tasks.clone(),
         ));
         tasks.spawn(sweep_sessions(services.clone(), stop_tasks.clone()));
+        tasks.spawn(governance::sweep(governor.clone(), stop_tasks.clone()));
+        tasks.spawn(services.alerts.clone().run(stop_tasks.clone()));
         tasks.spawn(refresh_catalog(
             services.clone(),
             Duration::from_secs(config.gateway.catalog_refresh_secs.max(1)),
@@ -112,6 +119,7 @@ impl Application {
                 key_cache,
                 last_used,
                 gateway,
+                governor,
             }),
             tasks,
             stop_tasks,

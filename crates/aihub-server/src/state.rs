@@ -5,6 +5,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use aihub_core::config::Config;
+use aihub_gateway::governor::Governor;
 use aihub_gateway::last_used::LastUsed;
 use aihub_gateway::{Gateway, KeyCache};
 use aihub_service::Services;
@@ -18,6 +19,7 @@ pub struct Shared {
     pub key_cache: KeyCache,
     pub last_used: Arc<LastUsed>,
     pub gateway: Arc<Gateway>,
+    pub governor: Governor,
 }
 
 impl AppState {

@@ -180,9 +180,17 @@ fn into_response(r: GatewayResponse) -> Response {
         }
     };
     *resp.status_mut() = r.status;
+    let h = resp.headers_mut();
     if let Some(secs) = r.retry_after {
-        resp.headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from(secs));
+        h.insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    if r.final_answer {
+        h.insert("x-should-retry", HeaderValue::from_static("false"));
+    }
+    for (name, value) in r.rate.pairs() {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
     }
     resp
 }

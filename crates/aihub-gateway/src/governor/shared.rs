@@ -1,0 +1,504 @@
+//! Counters shared by every instance, in Redis. One Lua script checks and takes all of a
+//! request's limits and reservations atomically, in one round trip (`ADMIT`); another settles
+//! it (`SETTLE`), at most once per request id. The arithmetic is the same as in [`super::gcra`]
+//! and [`super::local`]; the clock is Redis's own (`TIME`), so instances with skewed clocks
+//! still share one timeline.
+//!
+//! Keys of one request all carry the organization's id as a hash tag (`{…}`), so they live in
+//! one slot. A budget's ledger is a hash (`spent`, `reserved`, and one `r:<request id>` field
+//! per reservation) plus a sorted set of reservation deadlines: a reservation whose instance
+//! died is released once its deadline passes. Missing ledgers are rebuilt from the database
+//! (the system of record), which the script asks for by returning their indices.
+//!
+//! Every call is bounded by `redis.timeout_ms`; after a failure Redis is left alone for
+//! `redis.retry_after_failure_ms`, so an unreachable or frozen Redis costs requests nothing
+//! beyond the fail mode configured in `[limits]`.
+
+use std::fmt::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use aihub_core::OrgId;
+use aihub_core::config::RedisConfig;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use uuid::Uuid;
+
+use super::checks::{CellKind, Checks, LedgerKey, Refusal};
+use super::local::Outcome;
+use super::{RateHeaders, Settled};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SharedError {
+    #[error("redis did not answer within {0} ms")]
+    Timeout(u64),
+    #[error("redis is marked down after a recent failure")]
+    Down,
+    #[error("redis: {0}")]
+    Redis(String),
+    #[error("past spend: {0}")]
+    Base(String),
+}
+
+const ADMIT: &str = r"
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) * 1000000 + tonumber(now_parts[2])
+local now_ms = math.floor(now / 1000)
+local req = ARGV[1]
+local ttl_ms = tonumber(ARGV[2])
+local a = 3
+local k = 1
+
+local function gcra(limit, tat, cost)
+  local t = math.max(math.floor(60000000 / limit), 1)
+  local tol = t * limit
+  if tat == nil or tat < now then tat = now end
+  local new_tat = tat + t * cost
+  local function rem(x)
+    local free = tol - (x - now)
+    if free < 0 then return 0 end
+    return math.floor(free / t)
+  end
+  if new_tat - now <= tol then
+    return true, new_tat, rem(new_tat), new_tat - now, -1
+  end
+  local ra = -2
+  if cost <= limit then ra = new_tat - now - tol end
+  return false, tat, rem(tat), tat - now, ra
+end
+
+local out = {}
+local refusal = {0, 0, 0}
+local sets = {}
+
+-- rate limits
+local nrates = tonumber(ARGV[a]); a = a + 1
+for i = 1, nrates do
+  local limit = tonumber(ARGV[a]); local cost = tonumber(ARGV[a + 1]); a = a + 2
+  local key = KEYS[k]; k = k + 1
+  local tat = tonumber(redis.call('GET', key))
+  local ok, new_tat, remaining, reset, ra = gcra(limit, tat, cost)
+  out[#out + 1] = remaining
+  out[#out + 1] = reset
+  if ok then
+    sets[#sets + 1] = {key, new_tat}
+  elseif refusal[1] == 0 or (refusal[3] >= 0 and (ra < 0 or ra > refusal[3])) then
+    -- keep the most binding refusal: one that can never pass, else the longest wait
+    refusal = {1, i - 1, ra}
+  end
+end
+
+-- concurrency
+local nconc = tonumber(ARGV[a]); a = a + 1
+local conc_keys = {}
+for i = 1, nconc do
+  local limit = tonumber(ARGV[a]); a = a + 1
+  local key = KEYS[k]; k = k + 1
+  conc_keys[#conc_keys + 1] = key
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now_ms)
+  if refusal[1] == 0 and redis.call('ZCARD', key) >= limit then
+    refusal = {2, i - 1, 0}
+  end
+end
+
+-- budgets and quotas
+local nled = tonumber(ARGV[a]); a = a + 1
+local ledgers = {}
+local missing = {}
+for i = 1, nled do
+  local limit = tonumber(ARGV[a]); local amount = tonumber(ARGV[a + 1])
+  local base = ARGV[a + 2]; local expire_at = ARGV[a + 3]; local throttle = tonumber(ARGV[a + 4])
+  a = a + 5
+  local h = KEYS[k]; local z = KEYS[k + 1]; local tk = KEYS[k + 2]; k = k + 3
+  if redis.call('EXISTS', h) == 0 then
+    if base == '' then
+      missing[#missing + 1] = i - 1
+    else
+      redis.call('HSET', h, 'spent', base, 'reserved', 0)
+      if expire_at ~= '' then
+        redis.call('PEXPIREAT', h, expire_at)
+      end
+    end
+  end
+  ledgers[#ledgers + 1] = {h, z, tk, limit, amount, throttle, expire_at}
+end
+if #missing > 0 then
+  local r = {2}
+  for _, i in ipairs(missing) do r[#r + 1] = i end
+  return r
+end
+for i, l in ipairs(ledgers) do
+  local h, z = l[1], l[2]
+  -- release reservations whose instance never settled them
+  local expired = redis.call('ZRANGEBYSCORE', z, '-inf', now_ms)
+  for _, m in ipairs(expired) do
+    local amt = redis.call('HGET', h, 'r:' .. m)
+    if amt then
+      redis.call('HINCRBY', h, 'reserved', -tonumber(amt))
+      redis.call('HDEL', h, 'r:' .. m)
+    end
+    redis.call('ZREM', z, m)
+  end
+  if refusal[1] == 0 and l[5] > 0 then
+    local spent = tonumber(redis.call('HGET', h, 'spent')) or 0
+    local reserved = tonumber(redis.call('HGET', h, 'reserved')) or 0
+    if spent + reserved + l[5] > l[4] then
+      local passed = false
+      if l[6] > 0 then
+        local tat = tonumber(redis.call('GET', l[3]))
+        local ok, new_tat = gcra(l[6], tat, 1)
+        if ok then
+          sets[#sets + 1] = {l[3], new_tat}
+          passed = true
+        end
+      end
+      if not passed then refusal = {3, i - 1, 0} end
+    end
+  end
+end
+
+if refusal[1] ~= 0 then
+  local r = {0, refusal[1], refusal[2], refusal[3]}
+  for _, v in ipairs(out) do r[#r + 1] = v end
+  return r
+end
+for _, s in ipairs(sets) do
+  redis.call('SET', s[1], s[2], 'PX', math.floor((s[2] - now) / 1000) + 1000)
+end
+for _, key in ipairs(conc_keys) do
+  redis.call('ZADD', key, now_ms + ttl_ms, req)
+  redis.call('PEXPIRE', key, ttl_ms)
+end
+for _, l in ipairs(ledgers) do
+  if l[5] > 0 then
+    redis.call('HINCRBY', l[1], 'reserved', l[5])
+    redis.call('HSET', l[1], 'r:' .. req, l[5])
+    redis.call('ZADD', l[2], now_ms + ttl_ms, req)
+    if l[7] ~= '' then redis.call('PEXPIREAT', l[2], l[7]) end
+  end
+end
+local r = {1, 0, 0, 0}
+for _, v in ipairs(out) do r[#r + 1] = v end
+return r
+";
+
+const SETTLE: &str = r"
+local marker = KEYS[1]
+if not redis.call('SET', marker, 1, 'NX', 'PX', 86400000) then
+  return {0}
+end
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) * 1000000 + tonumber(now_parts[2])
+local req = ARGV[1]
+local tokens = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local a = 4
+local k = 2
+local nrates = tonumber(ARGV[a]); a = a + 1
+for i = 1, nrates do
+  local limit = tonumber(ARGV[a]); local charged = tonumber(ARGV[a + 1]); a = a + 2
+  local key = KEYS[k]; k = k + 1
+  local tat = tonumber(redis.call('GET', key))
+  if tat then
+    local t = math.max(math.floor(60000000 / limit), 1)
+    local new_tat = math.max(tat + (tokens - charged) * t, now)
+    redis.call('SET', key, new_tat, 'PX', math.floor((new_tat - now) / 1000) + 1000)
+  end
+end
+local nconc = tonumber(ARGV[a]); a = a + 1
+for i = 1, nconc do
+  redis.call('ZREM', KEYS[k], req); k = k + 1
+end
+local nled = tonumber(ARGV[a]); a = a + 1
+local r = {1}
+for i = 1, nled do
+  local counts_tokens = tonumber(ARGV[a]); a = a + 1
+  local h = KEYS[k]; local z = KEYS[k + 1]; k = k + 2
+  local actual = cost
+  if counts_tokens == 1 then actual = tokens end
+  if redis.call('EXISTS', h) == 1 then
+    local amt = redis.call('HGET', h, 'r:' .. req)
+    if amt then
+      redis.call('HINCRBY', h, 'reserved', -tonumber(amt))
+      redis.call('HDEL', h, 'r:' .. req)
+      redis.call('ZREM', z, req)
+    end
+    local before = tonumber(redis.call('HGET', h, 'spent')) or 0
+    local after = redis.call('HINCRBY', h, 'spent', actual)
+    r[#r + 1] = before
+    r[#r + 1] = after
+  else
+    r[#r + 1] = -1
+    r[#r + 1] = -1
+  end
+end
+return r
+";
+
+#[derive(Clone)]
+pub struct Shared {
+    conn: ConnectionManager,
+    admit: Arc<redis::Script>,
+    settle: Arc<redis::Script>,
+    prefix: Arc<str>,
+    timeout: Duration,
+    cooldown_us: i64,
+    epoch: Instant,
+    /// Microseconds since `epoch` before which Redis is not tried (after a failure).
+    down_until: Arc<AtomicI64>,
+}
+
+impl Shared {
+    pub fn new(url: &str, config: &RedisConfig) -> Result<Self, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("invalid redis.url: {e}"))?;
+        let timeout = Duration::from_millis(config.timeout_ms.max(1));
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(200));
+        let conn = ConnectionManager::new_lazy_with_config(client, manager_config)
+            .map_err(|e| format!("redis: {e}"))?;
+        Ok(Self {
+            conn,
+            admit: Arc::new(redis::Script::new(ADMIT)),
+            settle: Arc::new(redis::Script::new(SETTLE)),
+            prefix: config.key_prefix.clone().into(),
+            timeout,
+            cooldown_us: i64::try_from(config.retry_after_failure_ms)
+                .unwrap_or(i64::MAX / 1000)
+                .saturating_mul(1000),
+            epoch: Instant::now(),
+            down_until: Arc::new(AtomicI64::new(0)),
+        })
+    }
+
+    fn elapsed_us(&self) -> i64 {
+        i64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(i64::MAX)
+    }
+
+    /// Runs one script invocation within the timeout, honouring and updating the cool-down.
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        inv: redis::ScriptInvocation<'_>,
+    ) -> Result<T, SharedError> {
+        if self.elapsed_us() < self.down_until.load(Ordering::Acquire) {
+            return Err(SharedError::Down);
+        }
+        let mut conn = self.conn.clone();
+        let result = match tokio::time::timeout(self.timeout, inv.invoke_async(&mut conn)).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) => SharedError::Redis(e.to_string()),
+            Err(_) => SharedError::Timeout(u64::try_from(self.timeout.as_millis()).unwrap_or(0)),
+        };
+        self.down_until
+            .store(self.elapsed_us() + self.cooldown_us, Ordering::Release);
+        Err(result)
+    }
+
+    fn org_prefix(&self, org: OrgId) -> String {
+        format!("{}{{{}}}:", self.prefix, org.as_uuid().simple())
+    }
+
+    fn cell_key(p: &str, c: &super::checks::Cell) -> String {
+        format!(
+            "{p}c:{}:{}:{}",
+            c.id.simple(),
+            if c.plan { "p" } else { "s" },
+            c.kind.tag()
+        )
+    }
+
+    fn ledger_key(p: &str, l: &LedgerKey) -> String {
+        format!(
+            "{p}l:{}:{}:{}",
+            l.id.simple(),
+            l.kind.tag(),
+            l.period_start_ms
+        )
+    }
+
+    /// Checks and takes everything in `c` for `request_id`. `bases[i]` is the spend of ledger
+    /// `i` read from the database, used only if Redis does not hold it.
+    pub async fn admit(
+        &self,
+        request_id: Uuid,
+        c: &Checks,
+        bases: &[Option<i64>],
+        reservation_ttl_secs: u64,
+    ) -> Result<Outcome, SharedError> {
+        let p = self.org_prefix(c.org);
+        let mut inv = self.admit.prepare_invoke();
+        inv.arg(request_id.simple().to_string())
+            .arg(reservation_ttl_secs.saturating_mul(1000));
+        inv.arg(c.rates.len());
+        for r in &c.rates {
+            inv.key(Self::cell_key(&p, &r.cell))
+                .arg(r.per_minute.max(1))
+                .arg(r.cost);
+        }
+        inv.arg(c.concurrency.len());
+        for k in &c.concurrency {
+            inv.key(Self::cell_key(&p, &k.cell)).arg(k.limit);
+        }
+        inv.arg(c.ledgers.len());
+        for (i, l) in c.ledgers.iter().enumerate() {
+            let h = Self::ledger_key(&p, &l.key);
+            let mut z = h.clone();
+            z.push_str(":rz");
+            let throttle_key = match &l.throttle {
+                Some(t) => Self::cell_key(&p, &t.cell),
+                None => format!("{p}unused"),
+            };
+            inv.key(h).key(z).key(throttle_key);
+            inv.arg(l.limit)
+                .arg(l.amount)
+                .arg(
+                    bases
+                        .get(i)
+                        .copied()
+                        .flatten()
+                        .map_or(String::new(), |b| b.to_string()),
+                )
+                .arg(super::expiry_ms(l).map_or(String::new(), |e| e.to_string()))
+                .arg(l.throttle.as_ref().map_or(0, |t| t.per_minute));
+        }
+        let reply: Vec<i64> = self.run(inv).await?;
+        decode_admit(c, &reply)
+    }
+
+    /// Settles `request_id` (at most once, however often it is called).
+    pub async fn settle(
+        &self,
+        request_id: Uuid,
+        c: &Checks,
+        tokens: u64,
+        cost: i64,
+    ) -> Result<Vec<Settled>, SharedError> {
+        let p = self.org_prefix(c.org);
+        let mut inv = self.settle.prepare_invoke();
+        let mut marker = p.clone();
+        let _ = write!(marker, "s:{}", request_id.simple());
+        inv.key(marker)
+            .arg(request_id.simple().to_string())
+            .arg(tokens)
+            .arg(cost);
+        let tpm: Vec<_> = c
+            .rates
+            .iter()
+            .filter(|r| r.cell.kind == CellKind::Tpm)
+            .collect();
+        inv.arg(tpm.len());
+        for r in tpm {
+            inv.key(Self::cell_key(&p, &r.cell))
+                .arg(r.per_minute.max(1))
+                .arg(r.cost);
+        }
+        inv.arg(c.concurrency.len());
+        for k in &c.concurrency {
+            inv.key(Self::cell_key(&p, &k.cell));
+        }
+        inv.arg(c.ledgers.len());
+        for l in &c.ledgers {
+            let h = Self::ledger_key(&p, &l.key);
+            let mut z = h.clone();
+            z.push_str(":rz");
+            inv.key(h).key(z).arg(i32::from(l.counts_tokens()));
+        }
+        let reply: Vec<i64> = self.run(inv).await?;
+        let mut out = Vec::new();
+        if reply.first() == Some(&1) {
+            for (index, pair) in reply.get(1..).unwrap_or_default().chunks(2).enumerate() {
+                if let [before, after] = pair
+                    && *before >= 0
+                {
+                    out.push(Settled {
+                        index,
+                        before: *before,
+                        after: *after,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A ledger's `(spent, reserved)`, if Redis holds it.
+    pub async fn ledger(
+        &self,
+        org: OrgId,
+        key: &LedgerKey,
+    ) -> Result<Option<(i64, i64)>, SharedError> {
+        if self.elapsed_us() < self.down_until.load(Ordering::Acquire) {
+            return Err(SharedError::Down);
+        }
+        let h = Self::ledger_key(&self.org_prefix(org), key);
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(&h).arg("spent").arg("reserved");
+        let cmd = cmd.query_async::<(Option<i64>, Option<i64>)>(&mut conn);
+        match tokio::time::timeout(self.timeout, cmd).await {
+            Ok(Ok((Some(spent), reserved))) => Ok(Some((spent, reserved.unwrap_or(0)))),
+            Ok(Ok((None, _))) => Ok(None),
+            Ok(Err(e)) => Err(SharedError::Redis(e.to_string())),
+            Err(_) => Err(SharedError::Timeout(
+                u64::try_from(self.timeout.as_millis()).unwrap_or(0),
+            )),
+        }
+    }
+}
+
+fn decode_admit(c: &Checks, reply: &[i64]) -> Result<Outcome, SharedError> {
+    let bad = || SharedError::Redis("unexpected reply from the admission script".into());
+    let status = *reply.first().ok_or_else(bad)?;
+    if status == 2 {
+        let missing = reply
+            .get(1..)
+            .unwrap_or_default()
+            .iter()
+            .map(|i| usize::try_from(*i).map_err(|_| bad()))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(Outcome::NeedBase(missing));
+    }
+    let [_, kind, index, retry, rest @ ..] = reply else {
+        return Err(bad());
+    };
+    let mut headers = RateHeaders::default();
+    for (r, pair) in c.rates.iter().zip(rest.chunks(2)) {
+        let [remaining, reset] = pair else {
+            return Err(bad());
+        };
+        let w = super::checks::window(r.per_minute, u64::try_from(*remaining).unwrap_or(0), *reset);
+        match r.cell.kind {
+            CellKind::Tpm => headers.merge_tokens(w),
+            _ => headers.merge_requests(w),
+        }
+    }
+    if status == 1 {
+        return Ok(Outcome::Admitted(headers));
+    }
+    let index = usize::try_from(*index).map_err(|_| bad())?;
+    let refusal = match kind {
+        1 => {
+            let r = c.rates.get(index).ok_or_else(bad)?;
+            Refusal::Rate {
+                kind: r.cell.kind,
+                per_minute: r.per_minute,
+                origin: r.origin,
+                per_model: r.per_model,
+                retry_after_us: (*retry >= 0).then_some(*retry),
+            }
+        }
+        2 => {
+            let k = c.concurrency.get(index).ok_or_else(bad)?;
+            Refusal::Concurrency {
+                limit: k.limit,
+                origin: k.origin,
+                per_model: k.per_model,
+            }
+        }
+        3 if index < c.ledgers.len() => Refusal::Ledger { index },
+        _ => return Err(bad()),
+    };
+    Ok(Outcome::Refused(refusal, headers))
+}

@@ -1,0 +1,348 @@
+//! The counter stores, exercised directly: the in-process one always, and the Redis one (with
+//! the same scenarios, so the two behave alike) when `AIHUB_TEST_REDIS_URL` is set.
+
+use std::collections::HashMap;
+
+use aihub_core::config::RedisConfig;
+use aihub_core::governance::ScopeType;
+use chrono::TimeZone;
+
+use super::checks::{
+    Cell, CellKind, Checks, ConcurrencyCheck, LedgerCheck, LedgerKey, LedgerKind, Origin,
+    RateCheck, Refusal,
+};
+use super::local::{Local, Outcome, Parts};
+use super::shared::Shared;
+use super::*;
+
+const ALL: Parts = Parts {
+    limits: true,
+    ledgers: true,
+};
+
+enum Counters {
+    Local(Local),
+    Shared(Shared),
+}
+
+impl Counters {
+    /// Admits, loading missing ledgers from `bases` like the governor does from the database.
+    async fn admit(&self, req: Uuid, c: &Checks, bases: &HashMap<LedgerKey, i64>) -> Outcome {
+        let now = chrono::Utc::now().timestamp_micros();
+        match self {
+            Self::Local(l) => loop {
+                match l.admit(c, ALL, now) {
+                    Outcome::NeedBase(missing) => {
+                        for i in missing {
+                            let k = c.ledgers[i].key;
+                            l.seed(k, bases.get(&k).copied().unwrap_or(0), None);
+                        }
+                    }
+                    other => return other,
+                }
+            },
+            Self::Shared(s) => {
+                let mut b = vec![None; c.ledgers.len()];
+                loop {
+                    match s.admit(req, c, &b, 60).await.unwrap() {
+                        Outcome::NeedBase(missing) => {
+                            for i in missing {
+                                b[i] = Some(bases.get(&c.ledgers[i].key).copied().unwrap_or(0));
+                            }
+                        }
+                        other => return other,
+                    }
+                }
+            }
+        }
+    }
+
+    async fn settle(&self, req: Uuid, c: &Checks, tokens: u64, cost: i64) -> Vec<Settled> {
+        match self {
+            Self::Local(l) => l.settle(c, ALL, tokens, cost, chrono::Utc::now().timestamp_micros()),
+            Self::Shared(s) => s.settle(req, c, tokens, cost).await.unwrap(),
+        }
+    }
+}
+
+fn checks(rates: Vec<RateCheck>, conc: Vec<ConcurrencyCheck>, ledgers: Vec<LedgerCheck>) -> Checks {
+    Checks {
+        org: OrgId::new(),
+        rates,
+        concurrency: conc,
+        ledgers,
+    }
+}
+
+fn rate(kind: CellKind, per_minute: u64, cost: u64) -> RateCheck {
+    RateCheck {
+        cell: Cell {
+            id: Uuid::now_v7(),
+            plan: false,
+            kind,
+        },
+        per_minute,
+        cost,
+        origin: Origin::Scope(ScopeType::Key),
+        per_model: false,
+    }
+}
+
+fn ledger(limit: i64, amount: i64, throttle: Option<RateCheck>) -> LedgerCheck {
+    let start = chrono::Utc.timestamp_millis_opt(0).unwrap();
+    LedgerCheck {
+        key: LedgerKey {
+            id: Uuid::now_v7(),
+            kind: LedgerKind::Budget,
+            period_start_ms: 0,
+        },
+        limit,
+        amount,
+        period_start: start,
+        period_end: None,
+        budget: None,
+        throttle,
+    }
+}
+
+async fn each_store(f: impl AsyncFn(Counters)) {
+    f(Counters::Local(Local::default())).await;
+    if let Ok(url) = std::env::var("AIHUB_TEST_REDIS_URL") {
+        let config = RedisConfig {
+            timeout_ms: 2000,
+            key_prefix: format!("aihub-test:{}:", Uuid::now_v7().simple()),
+            ..RedisConfig::default()
+        };
+        f(Counters::Shared(Shared::new(&url, &config).unwrap())).await;
+    }
+}
+
+#[tokio::test]
+async fn requests_per_minute_allow_exactly_the_limit_and_report_headers() {
+    each_store(async |s| {
+        let c = checks(vec![rate(CellKind::Rpm, 5, 1)], vec![], vec![]);
+        for i in 0..5u64 {
+            let Outcome::Admitted(h) = s.admit(Uuid::now_v7(), &c, &HashMap::new()).await else {
+                panic!("request {i} refused");
+            };
+            let w = h.requests.unwrap();
+            assert_eq!((w.limit, w.remaining), (5, 4 - i));
+            assert!(h.tokens.is_none());
+        }
+        match s.admit(Uuid::now_v7(), &c, &HashMap::new()).await {
+            Outcome::Refused(
+                Refusal::Rate {
+                    kind,
+                    retry_after_us: Some(us),
+                    ..
+                },
+                h,
+            ) => {
+                assert_eq!(kind, CellKind::Rpm);
+                assert!(us > 11_000_000 && us <= 12_000_000, "{us}");
+                assert_eq!(h.requests.unwrap().remaining, 0);
+            }
+            other => panic!("{other:?}"),
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tokens_per_minute_are_corrected_after_the_call() {
+    each_store(async |s| {
+        let c = checks(vec![rate(CellKind::Tpm, 1000, 600)], vec![], vec![]);
+        let r = Uuid::now_v7();
+        assert!(matches!(
+            s.admit(r, &c, &HashMap::new()).await,
+            Outcome::Admitted(_)
+        ));
+        // 600 charged, 400 left: a second estimate of 600 does not fit...
+        assert!(matches!(
+            s.admit(Uuid::now_v7(), &c, &HashMap::new()).await,
+            Outcome::Refused(..)
+        ));
+        // ...until the first is corrected to the 100 it really used.
+        s.settle(r, &c, 100, 0).await;
+        let Outcome::Admitted(h) = s.admit(Uuid::now_v7(), &c, &HashMap::new()).await else {
+            panic!("refused after the correction");
+        };
+        let left = h.tokens.unwrap().remaining;
+        assert!((299..=301).contains(&left), "{left}");
+        // A request larger than the whole limit can never pass.
+        let big = Checks {
+            rates: vec![RateCheck {
+                cost: 1001,
+                ..c.rates[0].clone()
+            }],
+            ..c.clone()
+        };
+        assert!(matches!(
+            s.admit(Uuid::now_v7(), &big, &HashMap::new()).await,
+            Outcome::Refused(
+                Refusal::Rate {
+                    retry_after_us: None,
+                    ..
+                },
+                _
+            )
+        ));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn concurrency_slots_are_taken_and_freed() {
+    each_store(async |s| {
+        let cell = Cell {
+            id: Uuid::now_v7(),
+            plan: true,
+            kind: CellKind::Concurrency,
+        };
+        let c = checks(
+            vec![],
+            vec![ConcurrencyCheck {
+                cell,
+                limit: 2,
+                origin: Origin::Plan,
+                per_model: false,
+            }],
+            vec![],
+        );
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        assert!(matches!(
+            s.admit(a, &c, &HashMap::new()).await,
+            Outcome::Admitted(_)
+        ));
+        assert!(matches!(
+            s.admit(b, &c, &HashMap::new()).await,
+            Outcome::Admitted(_)
+        ));
+        assert!(matches!(
+            s.admit(Uuid::now_v7(), &c, &HashMap::new()).await,
+            Outcome::Refused(Refusal::Concurrency { limit: 2, .. }, _)
+        ));
+        s.settle(a, &c, 0, 0).await;
+        assert!(matches!(
+            s.admit(Uuid::now_v7(), &c, &HashMap::new()).await,
+            Outcome::Admitted(_)
+        ));
+        if let Counters::Local(l) = &s {
+            assert_eq!(l.running(&cell), 2);
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn budgets_reserve_the_maximum_and_settle_the_actual_cost() {
+    each_store(async |s| {
+        let l = ledger(1000, 300, None);
+        let bases = HashMap::from([(l.key, 100)]);
+        let c = checks(vec![], vec![], vec![l]);
+        let (a, b, d) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        // 100 spent before: room for three reservations of 300.
+        assert!(matches!(s.admit(a, &c, &bases).await, Outcome::Admitted(_)));
+        assert!(matches!(s.admit(b, &c, &bases).await, Outcome::Admitted(_)));
+        assert!(matches!(s.admit(d, &c, &bases).await, Outcome::Admitted(_)));
+        assert!(matches!(
+            s.admit(Uuid::now_v7(), &c, &bases).await,
+            Outcome::Refused(Refusal::Ledger { index: 0 }, _)
+        ));
+        // Settling at 50 frees 250; settling twice changes nothing in Redis (idempotent).
+        let settled = s.settle(a, &c, 0, 50).await;
+        assert_eq!(
+            settled,
+            vec![Settled {
+                index: 0,
+                before: 100,
+                after: 150
+            }]
+        );
+        if matches!(s, Counters::Shared(_)) {
+            assert!(s.settle(a, &c, 0, 50).await.is_empty());
+        }
+        // A failed request releases all it held.
+        s.settle(b, &c, 0, 0).await;
+        // 150 spent + 300 reserved: one more fits (750), a second does not (1050).
+        assert!(matches!(
+            s.admit(Uuid::now_v7(), &c, &bases).await,
+            Outcome::Admitted(_)
+        ));
+        assert!(matches!(
+            s.admit(Uuid::now_v7(), &c, &bases).await,
+            Outcome::Refused(..)
+        ));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_spent_throttle_budget_lets_requests_through_at_its_rate() {
+    each_store(async |s| {
+        let l = ledger(100, 50, Some(rate(CellKind::Throttle, 2, 1)));
+        let bases = HashMap::from([(l.key, 100)]);
+        let c = checks(vec![], vec![], vec![l]);
+        assert!(matches!(
+            s.admit(Uuid::now_v7(), &c, &bases).await,
+            Outcome::Admitted(_)
+        ));
+        assert!(matches!(
+            s.admit(Uuid::now_v7(), &c, &bases).await,
+            Outcome::Admitted(_)
+        ));
+        assert!(matches!(
+            s.admit(Uuid::now_v7(), &c, &bases).await,
+            Outcome::Refused(Refusal::Ledger { .. }, _)
+        ));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_refusal_takes_nothing() {
+    each_store(async |s| {
+        let rpm = rate(CellKind::Rpm, 10, 1);
+        let l = ledger(100, 60, None);
+        let bases = HashMap::from([(l.key, 0)]);
+        let c = checks(vec![rpm], vec![], vec![l]);
+        assert!(matches!(s.admit(Uuid::now_v7(), &c, &bases).await, Outcome::Admitted(h) if h.requests.unwrap().remaining == 9));
+        // The budget refuses the second request: its rate cell must not have advanced.
+        assert!(matches!(s.admit(Uuid::now_v7(), &c, &bases).await, Outcome::Refused(Refusal::Ledger { .. }, h) if h.requests.unwrap().remaining == 8));
+        let only_rate = Checks { ledgers: vec![], ..c.clone() };
+        assert!(matches!(s.admit(Uuid::now_v7(), &only_rate, &bases).await, Outcome::Admitted(h) if h.requests.unwrap().remaining == 8));
+    })
+    .await;
+}
+
+#[test]
+fn thresholds_round_up() {
+    assert_eq!(threshold_amount(1000, 80), 800);
+    assert_eq!(threshold_amount(999, 80), 800);
+    assert_eq!(threshold_amount(5, 100), 5);
+    assert_eq!(threshold_amount(i64::MAX, 1000), i64::MAX);
+}
+
+#[cfg_attr(
+    not(aihub_redis),
+    ignore = "set AIHUB_TEST_REDIS_URL to run Redis tests"
+)]
+#[tokio::test]
+async fn redis_is_reachable_for_the_shared_scenarios() {
+    // The scenarios above run against Redis only when it is configured; this test makes the
+    // configuration visible in the test report.
+    let url = std::env::var("AIHUB_TEST_REDIS_URL").unwrap();
+    let s = Shared::new(
+        &url,
+        &RedisConfig {
+            timeout_ms: 2000,
+            ..RedisConfig::default()
+        },
+    )
+    .unwrap();
+    let c = checks(vec![rate(CellKind::Rpm, 1, 1)], vec![], vec![]);
+    assert!(matches!(
+        s.admit(Uuid::now_v7(), &c, &[], 60).await.unwrap(),
+        Outcome::Admitted(_)
+    ));
+}
