@@ -5,12 +5,14 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod alerts;
 pub mod catalog;
 pub mod crypto;
 pub mod error;
 pub mod events;
 pub mod governance;
 pub mod keys;
+pub mod notify;
 pub mod orgs;
 pub mod page;
 pub mod policy;
@@ -35,6 +37,8 @@ pub struct Services {
     pub catalog: catalog::Catalog,
     pub usage: usage::Usage,
     pub governance: governance::Governance,
+    /// Budget alerts; the gateway reports crossings, a background worker delivers them.
+    pub alerts: alerts::Alerts,
     pub events: events::Events,
 }
 
@@ -53,7 +57,9 @@ impl Services {
             config.gateway.secrets_dir.clone(),
         )
         .await?;
+        let alerts = alerts::Alerts::new(store.clone(), &config.smtp, &config.alerts)?;
         Ok(Self {
+            alerts,
             orgs: orgs::Orgs::new(store.clone()),
             keys: keys::Keys::new(store.clone(), events.clone()),
             admin: admin::Admin::new(store.clone(), events.clone()),

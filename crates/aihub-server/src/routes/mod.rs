@@ -2,6 +2,7 @@
 //! paths to handlers; handlers extract input, call one service, and map the result.
 
 pub mod admin;
+pub mod alerts;
 pub mod auth;
 pub mod catalog;
 pub mod health;
@@ -34,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::router())
         .merge(catalog::router())
         .merge(usage::router())
+        .merge(alerts::router())
         .layer(DefaultBodyLimit::max(state.config.server.max_body_bytes))
         .layer(from_fn_with_state(state.clone(), require_session));
     // `/v1` bodies are read by the handlers, bounded by `gateway.max_request_bytes`.

@@ -14,6 +14,7 @@
 mod helpers;
 
 mod admin;
+mod alerts;
 mod auth;
 mod errors;
 mod gateway;
