@@ -35,11 +35,15 @@ pub const MAX_ALERT_EMAILS: usize = 20;
 pub const MAX_PLAN_NAME_CHARS: usize = 64;
 /// Webhook signing secrets start with this.
 pub const WEBHOOK_SECRET_PREFIX: &str = "whsec_";
+/// The default `limits.default_plan`: the plan of orgs given none.
+pub const DEFAULT_PLAN: &str = "free";
 
 #[derive(Clone)]
 pub struct Governance {
     store: Store,
     events: Events,
+    /// `limits.default_plan`: the plan of orgs given none (`None`: no plan limits).
+    default_plan: Option<String>,
 }
 
 /// A new rate limit, as received.
@@ -143,10 +147,10 @@ pub enum PlanRef {
     Name(String),
 }
 
-/// An org's plan and how much of its monthly quota is used.
+/// An org's plan (if any) and how much of its monthly quota is used.
 #[derive(Debug, Clone)]
 pub struct Quota {
-    pub plan: Plan,
+    pub plan: Option<Plan>,
     pub period_start: DateTime<Utc>,
     pub period_end: Option<DateTime<Utc>>,
     pub tokens_used: i64,
@@ -157,7 +161,18 @@ pub struct Quota {
 impl Governance {
     #[must_use]
     pub fn new(store: Store, events: Events) -> Self {
-        Self { store, events }
+        Self {
+            store,
+            events,
+            default_plan: Some(DEFAULT_PLAN.to_owned()),
+        }
+    }
+
+    /// Puts orgs that were given no plan on `plan` (by name), or on none.
+    #[must_use]
+    pub fn with_default_plan(mut self, plan: Option<String>) -> Self {
+        self.default_plan = plan;
+        self
     }
 
     // ---- The gateway's reads: no permission check. ----
@@ -165,7 +180,10 @@ impl Governance {
     /// Everything the gateway enforces for `org`: its plan, limits and budgets (with webhook
     /// secrets). Cache it; [`Invalidation::Policy`] says when to read it again.
     pub async fn org_policy(&self, org: OrgId) -> Result<OrgPolicy> {
-        Ok(self.store.org_policy(org).await?)
+        Ok(self
+            .store
+            .org_policy(org, self.default_plan.as_deref())
+            .await?)
     }
 
     /// Spend in `currency` of (`scope`, `scope_id`) in `org` since the UTC day of `since`, in
@@ -512,16 +530,22 @@ impl Governance {
     pub async fn quota(&self, scope: &OrgScope) -> Result<Quota> {
         scope.require(Action::UsageRead)?;
         let org = scope.org_id();
-        let plan =
-            self.store.org_plan(org).await?.ok_or_else(|| {
-                ServiceError::internal(StoreError::Corrupt("no default plan".into()))
-            })?;
+        let plan = self
+            .store
+            .org_plan(org, self.default_plan.as_deref())
+            .await?;
         let t = now();
         let start = Period::Monthly.start(t);
         let tokens_used = self.store.tokens_since(org, start).await?;
         let spend_used_micros = self
             .store
-            .spent_since(org, ScopeType::Org, org.as_uuid(), start, plan.currency)
+            .spent_since(
+                org,
+                ScopeType::Org,
+                org.as_uuid(),
+                start,
+                plan.as_ref().map_or(Currency::USD, |p| p.currency),
+            )
             .await?;
         Ok(Quota {
             plan,
@@ -561,10 +585,10 @@ impl Governance {
         let mut plan = self.store.plan(id).await?.ok_or(ServiceError::NotFound)?;
         if let Some(name) = input.name {
             let name = parse_plan_name(&name)?;
-            if plan.name == aihub_store::governance::DEFAULT_PLAN && name != plan.name {
+            if self.default_plan.as_deref() == Some(plan.name.as_str()) && name != plan.name {
                 return Err(ServiceError::invalid(
                     "invalid_name",
-                    "the `free` plan is every organization's default and cannot be renamed",
+                    "this plan is the configured default plan (limits.default_plan) and cannot be renamed",
                 ));
             }
             plan.name = name;
@@ -603,7 +627,11 @@ impl Governance {
         if !self.store.update_plan(&plan).await.map_err(plan_conflict)? {
             return Err(ServiceError::NotFound);
         }
-        for org in self.store.orgs_on_plan(plan.id).await? {
+        for org in self
+            .store
+            .orgs_on_plan(plan.id, self.default_plan.as_deref())
+            .await?
+        {
             self.changed(org);
         }
         tracing::info!(actor = %actor.user_id, plan = %plan.name, "plan updated");

@@ -64,7 +64,8 @@ impl Services {
             keys: keys::Keys::new(store.clone(), events.clone()),
             admin: admin::Admin::new(store.clone(), events.clone()),
             usage: usage::Usage::new(store.clone()),
-            governance: governance::Governance::new(store.clone(), events.clone()),
+            governance: governance::Governance::new(store.clone(), events.clone())
+                .with_default_plan(config.limits.default_plan.clone().filter(|p| !p.is_empty())),
             accounts,
             catalog,
             events,

@@ -1,6 +1,7 @@
 //! Rate limits, budgets and plans, and the spend and token sums budgets and quotas are checked
 //! against. Every limit and budget query is scoped by org; plans are global. An org without a
-//! plan of its own (`orgs.plan_id` NULL) is on the plan named [`DEFAULT_PLAN`].
+//! plan of its own (`orgs.plan_id` NULL) is on the default plan named by the caller (the
+//! `limits.default_plan` setting), or on none.
 
 use aihub_core::governance::{
     BudgetPolicy, BudgetRule, LimitRule, OrgPolicy, Period, Plan, ScopeType,
@@ -13,9 +14,6 @@ use uuid::Uuid;
 
 use crate::usage::day_of;
 use crate::{Result, Store, StoreError, on_backend};
-
-/// The plan of every org that was not given one.
-pub const DEFAULT_PLAN: &str = "free";
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
@@ -293,9 +291,9 @@ impl Store {
         })
     }
 
-    /// The plan `org` is on ([`DEFAULT_PLAN`] unless it was given another); `None` only if that
-    /// plan does not exist.
-    pub async fn org_plan(&self, org: OrgId) -> Result<Option<Plan>> {
+    /// The plan `org` is on: its own, else the plan named `default_plan`; `None` if neither
+    /// exists.
+    pub async fn org_plan(&self, org: OrgId, default_plan: Option<&str>) -> Result<Option<Plan>> {
         let row: Option<PlanRow> = on_backend!(self.reader(), |p| {
             sqlx::query_as(concat!(
                 "SELECT ",
@@ -305,15 +303,15 @@ impl Store {
                  WHERE o.id = $1"
             ))
             .bind(org.as_uuid())
-            .bind(DEFAULT_PLAN)
+            .bind(default_plan)
             .fetch_optional(p)
             .await
         })?;
         row.map(Plan::try_from).transpose()
     }
 
-    /// Live orgs on `plan` (including, for the default plan, those given none).
-    pub async fn orgs_on_plan(&self, plan: Uuid) -> Result<Vec<OrgId>> {
+    /// Live orgs on `plan` (including, when it is named `default_plan`, those given none).
+    pub async fn orgs_on_plan(&self, plan: Uuid, default_plan: Option<&str>) -> Result<Vec<OrgId>> {
         let ids: Vec<Uuid> = on_backend!(self.reader(), |p| {
             sqlx::query_scalar(
                 "SELECT o.id FROM orgs o JOIN plans p ON p.id = $1 \
@@ -321,7 +319,7 @@ impl Store {
                    AND (o.plan_id = p.id OR (o.plan_id IS NULL AND p.name = $2))",
             )
             .bind(plan)
-            .bind(DEFAULT_PLAN)
+            .bind(default_plan)
             .fetch_all(p)
             .await
         })?;
@@ -545,11 +543,11 @@ impl Store {
 
 /// What the gateway reads.
 impl Store {
-    /// Everything enforced for `org`: its plan (resolved), limits and budgets (with webhook
-    /// secrets). Three queries.
-    pub async fn org_policy(&self, org: OrgId) -> Result<OrgPolicy> {
+    /// Everything enforced for `org`: its plan (resolved as in [`Store::org_plan`]), limits and
+    /// budgets (with webhook secrets). Three queries.
+    pub async fn org_policy(&self, org: OrgId, default_plan: Option<&str>) -> Result<OrgPolicy> {
         Ok(OrgPolicy {
-            plan: self.org_plan(org).await?,
+            plan: self.org_plan(org, default_plan).await?,
             limits: self.list_limits(org).await?,
             budgets: self.list_budgets(org).await?,
         })

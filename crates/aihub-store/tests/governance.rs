@@ -200,24 +200,55 @@ async fn orgs_default_to_the_free_plan(db: &TestDb) {
     let org = a.personal_org.id;
     let free = store.plan_by_name("free").await.unwrap().unwrap();
     let pro = store.plan_by_name("pro").await.unwrap().unwrap();
-    assert_eq!(store.org_plan(org).await.unwrap().unwrap(), free);
-    assert_eq!(store.orgs_on_plan(free.id).await.unwrap(), vec![org]);
-    assert!(store.orgs_on_plan(pro.id).await.unwrap().is_empty());
+    assert_eq!(
+        store.org_plan(org, Some("free")).await.unwrap().unwrap(),
+        free
+    );
+    assert_eq!(
+        store.orgs_on_plan(free.id, Some("free")).await.unwrap(),
+        vec![org]
+    );
+    assert!(
+        store
+            .orgs_on_plan(pro.id, Some("free"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     assert!(store.set_org_plan(org, pro.id, t0()).await.unwrap());
-    assert_eq!(store.org_plan(org).await.unwrap().unwrap(), pro);
-    assert_eq!(store.orgs_on_plan(pro.id).await.unwrap(), vec![org]);
-    assert!(store.orgs_on_plan(free.id).await.unwrap().is_empty());
+    assert_eq!(
+        store.org_plan(org, Some("free")).await.unwrap().unwrap(),
+        pro
+    );
+    assert_eq!(
+        store.orgs_on_plan(pro.id, Some("free")).await.unwrap(),
+        vec![org]
+    );
+    assert!(
+        store
+            .orgs_on_plan(free.id, Some("free"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(
         !store
             .set_org_plan(OrgId::new(), pro.id, t0())
             .await
             .unwrap()
     );
-    assert_eq!(store.org_plan(OrgId::new()).await.unwrap(), None);
+    assert_eq!(
+        store.org_plan(OrgId::new(), Some("free")).await.unwrap(),
+        None
+    );
 
-    let policy = store.org_policy(org).await.unwrap();
+    let policy = store.org_policy(org, Some("free")).await.unwrap();
     assert_eq!(policy.plan, Some(pro));
+    // Without a default plan, an org given none has no plan.
+    let (_, b) = (0, second_user(&store, &a, "b@example.com").await);
+    assert_eq!(store.org_plan(b.personal_org.id, None).await.unwrap(), None);
+    assert!(store.orgs_on_plan(free.id, None).await.unwrap().is_empty());
     assert!(policy.limits.is_empty() && policy.budgets.is_empty());
 }
 
@@ -278,7 +309,15 @@ async fn limits_are_org_scoped_and_unique_per_model(db: &TestDb) {
     assert!(store.delete_limit(org, gpt.id).await.unwrap());
     assert!(!store.delete_limit(org, gpt.id).await.unwrap());
     assert_eq!(store.list_limits(org).await.unwrap().len(), 2);
-    assert_eq!(store.org_policy(org).await.unwrap().limits.len(), 2);
+    assert_eq!(
+        store
+            .org_policy(org, Some("free"))
+            .await
+            .unwrap()
+            .limits
+            .len(),
+        2
+    );
 }
 
 async fn budgets_round_trip_with_secrets(db: &TestDb) {
@@ -321,7 +360,7 @@ async fn budgets_round_trip_with_secrets(db: &TestDb) {
     assert!(!store.update_budget(&foreign).await.unwrap());
     assert!(!store.delete_budget(OrgId::new(), b.id).await.unwrap());
 
-    let policy = store.org_policy(org).await.unwrap();
+    let policy = store.org_policy(org, Some("free")).await.unwrap();
     assert_eq!(policy.budgets, vec![edited, plain.clone()]);
     assert!(store.delete_budget(org, b.id).await.unwrap());
     assert_eq!(store.list_budgets(org).await.unwrap(), vec![plain]);

@@ -4,11 +4,14 @@
 pub mod admin;
 pub mod alerts;
 pub mod auth;
+pub mod budgets;
 pub mod catalog;
 pub mod health;
 pub mod keys;
+pub mod limits;
 pub mod me;
 pub mod orgs;
+pub mod plans;
 pub mod usage;
 pub mod v1;
 pub mod views;
@@ -36,6 +39,9 @@ pub fn router(state: AppState) -> Router {
         .merge(catalog::router())
         .merge(usage::router())
         .merge(alerts::router())
+        .merge(limits::router())
+        .merge(budgets::router())
+        .merge(plans::router())
         .layer(DefaultBodyLimit::max(state.config.server.max_body_bytes))
         .layer(from_fn_with_state(state.clone(), require_session));
     // `/v1` bodies are read by the handlers, bounded by `gateway.max_request_bytes`.
