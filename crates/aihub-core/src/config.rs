@@ -389,6 +389,9 @@ pub enum FailMode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
+    /// The plan of organizations that were not given one (by name, e.g. `free`). Without it,
+    /// such organizations have no plan limits or quota, only the limits and budgets set on them.
+    pub default_plan: Option<String>,
     /// Completion tokens assumed for a request that sets no `max_tokens` (or
     /// `max_completion_tokens`), when reserving budget and tokens-per-minute before the call.
     pub default_max_output_tokens: u64,
@@ -408,6 +411,7 @@ pub struct LimitsConfig {
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
+            default_plan: Some("free".to_owned()),
             default_max_output_tokens: 4096,
             policy_cache_ttl_secs: 10,
             reservation_ttl_secs: 900,

@@ -190,6 +190,8 @@ journal_dir = "{journal}"
 load_interval_ms = 50
 [log]
 level = "info"
+[limits]
+default_plan = ""
 [[providers]]
 name = "up"
 kind = "openai"

@@ -318,8 +318,9 @@ pub enum Refusal {
         origin: Origin,
         per_model: bool,
     },
-    /// Index into [`Checks::ledgers`].
-    Ledger { index: usize },
+    /// A budget or quota that cannot cover the request: index into [`Checks::ledgers`], and
+    /// the ledger's spend at that moment.
+    Ledger { index: usize, spent: i64 },
 }
 
 /// A rate decision turned into header figures.

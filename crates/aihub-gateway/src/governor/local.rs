@@ -129,7 +129,10 @@ impl Local {
                     match throttled {
                         Some(tat) => new_tats.push(tat),
                         None => {
-                            refusal = Some(Refusal::Ledger { index });
+                            refusal = Some(Refusal::Ledger {
+                                index,
+                                spent: s.spent,
+                            });
                             break;
                         }
                     }

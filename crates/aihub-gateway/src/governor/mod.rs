@@ -122,6 +122,8 @@ struct Inner {
     local: Local,
     shared: Option<shared::Shared>,
     alerts: std::sync::RwLock<Option<AlertHook>>,
+    /// (budget, period start) pairs whose refusal already raised the 100% alert here.
+    exhausted: std::sync::Mutex<std::collections::HashSet<(Uuid, i64)>>,
 }
 
 /// The limit and budget enforcer. Cheap to clone.
@@ -159,6 +161,7 @@ impl Governor {
                 local: Local::default(),
                 shared,
                 alerts: std::sync::RwLock::new(None),
+                exhausted: std::sync::Mutex::default(),
             }),
         })
     }
@@ -374,6 +377,11 @@ impl Governor {
         headers: RateHeaders,
         demand: &Demand<'_>,
     ) -> Rejection {
+        if let Refusal::Ledger { index, spent } = r
+            && let Some(l) = checks.ledgers.get(*index)
+        {
+            self.exhausted(l, *spent);
+        }
         Rejection {
             error: refusal_error(checks, r, demand.now),
             headers,
@@ -413,6 +421,43 @@ impl Governor {
                     }
                 }
                 tracing::error!(%request_id, "settlement abandoned; the reservation expires on its own");
+            });
+        }
+    }
+
+    /// A budget refused a request: with reservations never exceeding the amount, spend may stop
+    /// just short of 100%, so the first refusal in a period is what fires the 100% threshold.
+    fn exhausted(&self, l: &LedgerCheck, spent: i64) {
+        let Some(budget) = &l.budget else { return };
+        if !budget.thresholds.contains(&100) {
+            return;
+        }
+        let key = (budget.id, l.key.period_start_ms);
+        {
+            let mut fired = self
+                .inner
+                .exhausted
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if fired.len() > 100_000 {
+                fired.clear();
+            }
+            if !fired.insert(key) {
+                return;
+            }
+        }
+        let hook = self
+            .inner
+            .alerts
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(hook) = hook {
+            hook(BudgetCrossing {
+                budget: budget.clone(),
+                period_start: l.period_start,
+                threshold_pct: 100,
+                spent_micros: spent,
             });
         }
     }
@@ -572,7 +617,7 @@ fn refusal_error(checks: &Checks, r: &Refusal, now: DateTime<Utc>) -> GatewayErr
             ),
         )
         .with_retry_after(Some(1)),
-        Refusal::Ledger { index } => {
+        Refusal::Ledger { index, .. } => {
             let Some(l) = checks.ledgers.get(*index) else {
                 return GatewayError::internal();
             };

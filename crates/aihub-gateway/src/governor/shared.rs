@@ -152,7 +152,7 @@ for i, l in ipairs(ledgers) do
           passed = true
         end
       end
-      if not passed then refusal = {3, i - 1, 0} end
+      if not passed then refusal = {3, i - 1, spent} end
     end
   end
 end
@@ -497,7 +497,10 @@ fn decode_admit(c: &Checks, reply: &[i64]) -> Result<Outcome, SharedError> {
                 per_model: k.per_model,
             }
         }
-        3 if index < c.ledgers.len() => Refusal::Ledger { index },
+        3 if index < c.ledgers.len() => Refusal::Ledger {
+            index,
+            spent: *retry,
+        },
         _ => return Err(bad()),
     };
     Ok(Outcome::Refused(refusal, headers))

@@ -247,7 +247,13 @@ async fn budgets_reserve_the_maximum_and_settle_the_actual_cost() {
         assert!(matches!(s.admit(d, &c, &bases).await, Outcome::Admitted(_)));
         assert!(matches!(
             s.admit(Uuid::now_v7(), &c, &bases).await,
-            Outcome::Refused(Refusal::Ledger { index: 0 }, _)
+            Outcome::Refused(
+                Refusal::Ledger {
+                    index: 0,
+                    spent: 100
+                },
+                _
+            )
         ));
         // Settling at 50 frees 250; settling twice changes nothing in Redis (idempotent).
         let settled = s.settle(a, &c, 0, 50).await;

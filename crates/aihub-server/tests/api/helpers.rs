@@ -100,6 +100,8 @@ pub async fn spawn_app_with(kind: BackendKind, tweak: impl FnOnce(&mut Config)) 
     config.gateway.secrets_dir = dir.path().join("secrets");
     config.usage.journal_dir = dir.path().join("journal");
     config.usage.load_interval_ms = 25;
+    // Tests that are not about plans must not be held to the free plan's limits.
+    config.limits.default_plan = None;
     tweak(&mut config);
     let app = Application::build(config).await.expect("build app");
     let addr = app.local_addr().unwrap();
