@@ -198,6 +198,9 @@ fn config(dir: &Path, upstream: &str) -> Config {
     c.usage.journal_dir = dir.join("journal");
     c.usage.fsync_interval_ms = QUIET_MS;
     c.usage.load_interval_ms = QUIET_MS;
+    // Every check on: the enterprise plan's RPM, TPM and concurrency limits apply to each
+    // request (its quota is unlimited, so no budget ledger is read from the database).
+    c.limits.default_plan = Some("enterprise".to_owned());
     c.providers = vec![
         ProviderConfig {
             name: "upstream".into(),

@@ -79,6 +79,20 @@ try:
 except openai.BadRequestError as e:
     assert e.param == "max_tokens", e
 
+# A key limited to one request per minute: the second call is a RateLimitError whose code
+# names the limit, and the rate-limit headers are there for the SDK's users.
+limited = OpenAI(base_url=os.environ["OPENAI_BASE_URL"], api_key=os.environ["OPENAI_LIMITED_KEY"], max_retries=0)
+first = limited.chat.completions.with_raw_response.create(model="mock-chat", messages=[{"role": "user", "content": "x"}], max_tokens=2)
+assert first.headers["x-ratelimit-limit-requests"] == "1", dict(first.headers)
+assert first.headers["x-ratelimit-remaining-requests"] == "0", dict(first.headers)
+try:
+    limited.chat.completions.create(model="mock-chat", messages=[{"role": "user", "content": "x"}], max_tokens=2)
+    sys.exit("expected RateLimitError")
+except openai.RateLimitError as e:
+    assert e.status_code == 429 and e.code == "rpm_limit_exceeded", e
+    assert int(e.response.headers["retry-after"]) >= 1
+    ids["limited"] = e.response.headers["x-request-id"]
+
 models = [m.id for m in client.models.list()]
 assert "mock-chat" in models, models
 

@@ -14,13 +14,25 @@ use crate::helpers::spawn_app;
 )]
 async fn the_official_openai_sdk_works() {
     let app = spawn_app(BackendKind::Sqlite).await;
-    let (_, key) = app.user_with_key("sdk@example.com", None).await;
+    let (who, key) = app.user_with_key("sdk@example.com", None).await;
+    let (limited_id, limited) = app
+        .create_key(&who, serde_json::json!({"name": "limited"}))
+        .await;
+    let r = app
+        .post(
+            &format!("/api/v1/orgs/{}/limits", who.org_id),
+            &who.token,
+            serde_json::json!({"scope_type": "key", "scope_id": limited_id, "rpm": 1}),
+        )
+        .await;
+    assert_eq!(r.status(), reqwest::StatusCode::CREATED);
     let python = std::env::var("AIHUB_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openai_sdk.py");
     let out = tokio::process::Command::new(python)
         .arg(script)
         .env("OPENAI_BASE_URL", app.url("/v1"))
         .env("OPENAI_API_KEY", &key)
+        .env("OPENAI_LIMITED_KEY", &limited)
         .output()
         .await
         .expect("run python");
@@ -40,6 +52,10 @@ async fn the_official_openai_sdk_works() {
             "error" => assert_eq!(
                 (rec.status, rec.error_code.as_deref()),
                 (404, Some("model_not_found"))
+            ),
+            "limited" => assert_eq!(
+                (rec.status, rec.error_code.as_deref()),
+                (429, Some("rpm_limit_exceeded"))
             ),
             other => panic!("unexpected {other}"),
         }
