@@ -230,13 +230,15 @@ def main():
     w(f"### D. Checks ladder at {rate} req/s ({d['check']} per rung)")
     w("")
     w(
-        "AI Hub has no switch to turn its checks off, so the ladder climbs through endpoints "
-        "that run more and more of them. Rate limits and budgets are not built yet."
+        "The ladder climbs through endpoints and keys that run more and more checks, on the same "
+        "instance: no checks (/healthz), key auth (/v1/models), the built-in provider (no "
+        "upstream hop), then chat through the HTTP upstream with auth + metering, with limits "
+        "added, and (row A) with limits and budgets: every check on."
     )
     w("")
     w("| Configuration | p50 | p99 | p99.9 | Errors | CPU µs/req | Peak RSS MiB |")
     w("|---|---:|---:|---:|---:|---:|---:|")
-    order = ["d-healthz", "d-models", "d-builtin"]
+    order = ["d-healthz", "d-models", "d-builtin", "d-none", "d-limits"]
     rows = []
     if runs.get(f"a-{rate}-direct"):
         rows.append(("mock direct, no gateway (baseline)", runs[f"a-{rate}-direct"]))
@@ -245,7 +247,7 @@ def main():
             rows.append((runs[i].label, runs[i]))
     if runs.get(f"a-{rate}-hub"):
         rows.append(
-            ("AI Hub chat via the HTTP upstream — auth + metering + upstream hop (row A)", runs[f"a-{rate}-hub"])
+            ("AI Hub chat — every check on: auth + metering + limits + budgets on key and org (row A)", runs[f"a-{rate}-hub"])
         )
     for r in sorted((r for r in runs.values() if r.meta["section"] == "D" and r.id not in order), key=lambda r: r.id):
         rows.append((r.label, r))

@@ -62,6 +62,7 @@ done
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(dirname "$BENCH_DIR")"
 PG_URL="${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}"
+REDIS_URL="${BENCH_REDIS_URL:-redis://127.0.0.1:6379}"
 RUN_STARTED=$(date +%s)
 
 # ---------------------------------------------------------------------------------------------
@@ -112,6 +113,9 @@ if [ "$CLUSTER" = 1 ]; then
     CLUSTER=0
   elif ! psql "$PG_URL/postgres" -qtAc 'select 1' >/dev/null 2>&1; then
     log "PostgreSQL at $PG_URL is not reachable: skipping the cluster scenario"
+    CLUSTER=0
+  elif ! redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1; then
+    log "Redis at $REDIS_URL is not reachable: skipping the cluster scenario"
     CLUSTER=0
   fi
 fi
@@ -319,6 +323,10 @@ secrets_dir = "$1/secrets"
 [log]
 level = "warn"
 
+[limits]
+# Only the limits and budgets the benchmark sets on its keys (no plan defaults).
+default_plan = ""
+
 [[providers]]
 name = "upstream"
 kind = "openai"
@@ -351,14 +359,33 @@ start_aihub() { # DIR → sets LAST_PID (not run in $(…): the process must be 
 BENCH_EMAIL="bench@example.com"
 BENCH_PASSWORD="bench-$(python3 -c 'import secrets; print(secrets.token_hex(12))')"
 
-# create_key DIR PORT → prints a new API key (the user is created with the admin CLI first).
+# create_key DIR PORT [CHECKS] → prints a new API key (the user is created with the admin CLI
+# first). CHECKS: `none` (default: key auth and metering only), `limits` (RPM, TPM and
+# concurrency limits on the key and on the org), or `all` (those limits, plus a budget on the key
+# and one on the org). The limits and budgets are far above what the benchmark uses: every check
+# runs on every request, none refuses.
 create_key() {
-  local base="http://127.0.0.1:$2" token org
+  local base="http://127.0.0.1:$2" checks="${3:-none}" token org key
   token=$(curl -sf "$base/api/v1/auth/login" -H 'content-type: application/json' \
     -d "{\"email\":\"$BENCH_EMAIL\",\"password\":\"$BENCH_PASSWORD\"}" | json 'd["token"]')
   org=$(curl -sf "$base/api/v1/orgs" -H "authorization: Bearer $token" | json 'd["data"][0]["id"]')
-  curl -sf "$base/api/v1/orgs/$org/keys" -H "authorization: Bearer $token" \
-    -H 'content-type: application/json' -d '{"name":"bench"}' | json 'd["key"]'
+  key=$(curl -sf "$base/api/v1/orgs/$org/keys" -H "authorization: Bearer $token" \
+    -H 'content-type: application/json' -d "{\"name\":\"bench-$checks\"}")
+  local id
+  id=$(echo "$key" | json 'd["id"]')
+  rule() { # PATH BODY
+    curl -sf "$base/api/v1/orgs/$org/$1" -H "authorization: Bearer $token" \
+      -H 'content-type: application/json' -d "$2" >/dev/null || die "could not create $1: $2"
+  }
+  if [ "$checks" != none ]; then
+    rule limits "{\"scope_type\":\"key\",\"scope_id\":\"$id\",\"rpm\":100000000,\"tpm\":100000000000,\"concurrency\":100000}"
+    rule limits "{\"scope_type\":\"org\",\"rpm\":100000000,\"tpm\":100000000000}"
+  fi
+  if [ "$checks" = all ]; then
+    rule budgets "{\"scope_type\":\"key\",\"scope_id\":\"$id\",\"amount\":\"1000000\",\"currency\":\"USD\",\"period\":\"monthly\"}"
+    rule budgets "{\"scope_type\":\"org\",\"amount\":\"1000000\",\"currency\":\"USD\",\"period\":\"daily\"}"
+  fi
+  echo "$key" | json 'd["key"]'
 }
 
 create_user() { # DIR
@@ -412,7 +439,7 @@ log "starting AI Hub (SQLite) on 127.0.0.1:$HUB_PORT"
 start_aihub "$HUB_DIR"
 HUB_PID=$LAST_PID
 wait_http "http://127.0.0.1:$HUB_PORT/readyz" "AI Hub"
-KEY=$(create_key "$HUB_DIR" "$HUB_PORT")
+KEY=$(create_key "$HUB_DIR" "$HUB_PORT" all)
 HUB="http://127.0.0.1:$HUB_PORT/v1/chat/completions"
 HUB_AUTH=(-H "Authorization: Bearer $KEY")
 POST=(-m POST -T application/json)
@@ -443,20 +470,8 @@ measure c-direct C "mock direct" baseline "$MOCK_PID" "$STREAM_RATE" "$D_STREAM"
 measure c-hub C "AI Hub (SQLite)" aihub "$HUB_PID" "$STREAM_RATE" "$D_STREAM" -- \
   -c "$STREAM_CONNS" "${POST[@]}" "${HUB_AUTH[@]}" -D "$WORK/stream.json" "$HUB"
 
-# D: the checks ladder, at CHECK_RATE. Rungs that exist run here; the full path is scenario A's
-# row at the same rate. Checks that are not built are listed, not faked. When one is built: give
-# it a config snippet in `check_config`, mark it available in `check_available`, and it runs.
-CHECK_LEVELS=(rate_limits budgets)
-check_available() { # LEVEL → 0 if this build can turn it on
-  case "$1" in
-    rate_limits | budgets) return 1 ;; # not built yet
-  esac
-}
-check_config() { # LEVEL → extra aihub.toml for it (none exist yet)
-  case "$1" in
-    *) echo "" ;;
-  esac
-}
+# D: the checks ladder, at CHECK_RATE, on the same instance with keys that have fewer checks.
+# The full path (every check on) is scenario A's row at the same rate.
 measure d-healthz D "AI Hub GET /healthz — no checks: HTTP server and middleware only" aihub \
   "$HUB_PID" "$CHECK_RATE" "$D_CHECK" -- -c "$OPEN_CONNS" "http://127.0.0.1:$HUB_PORT/healthz"
 measure d-models D "AI Hub GET /v1/models — key auth only (no upstream, no metering)" aihub \
@@ -465,25 +480,12 @@ measure d-models D "AI Hub GET /v1/models — key auth only (no upstream, no met
 measure d-builtin D "AI Hub chat, built-in mock provider — auth + metering, no upstream hop" \
   aihub "$HUB_PID" "$CHECK_RATE" "$D_CHECK" -- -c "$OPEN_CONNS" "${POST[@]}" "${HUB_AUTH[@]}" \
   -D "$WORK/chat-builtin.json" "$HUB"
-for level in "${CHECK_LEVELS[@]}"; do
-  if check_available "$level"; then
-    dir="$WORK/check-$level" port=$(free_port)
-    write_config "$dir" "$port" "sqlite://$dir/aihub.db" "$(check_config "$level")"
-    create_user "$dir"
-    start_aihub "$dir"
-    pid=$LAST_PID
-    wait_http "http://127.0.0.1:$port/readyz" "AI Hub ($level)"
-    key=$(create_key "$dir" "$port")
-    SETUP="check-$level" # its own database: not part of the single node's metering check
-    measure "d-$level" D "AI Hub chat + $level" aihub "$pid" "$CHECK_RATE" "$D_CHECK" -- \
-      -c "$OPEN_CONNS" "${POST[@]}" -H "Authorization: Bearer $key" -D "$WORK/chat.json" \
-      "http://127.0.0.1:$port/v1/chat/completions"
-    stop "$pid"
-    SETUP=single
-  else
-    log "D: $level — not built yet, not measured"
-    not_measured "d-$level" D "AI Hub chat + ${level//_/ }" "not built yet"
-  fi
+for level in none limits; do
+  key=$(create_key "$HUB_DIR" "$HUB_PORT" "$level")
+  label="auth + metering"
+  [ "$level" = limits ] && label="auth + metering + RPM/TPM/concurrency limits (key and org)"
+  measure "d-$level" D "AI Hub chat — $label" aihub "$HUB_PID" "$CHECK_RATE" "$D_CHECK" -- \
+    -c "$OPEN_CONNS" "${POST[@]}" -H "Authorization: Bearer $key" -D "$WORK/chat.json" "$HUB"
 done
 
 check_metering m-single "single node (SQLite)" "sqlite://$HUB_DIR/aihub.db"
@@ -501,8 +503,11 @@ if [ "$CLUSTER" = 1 ]; then
   psql "$PG_URL/postgres" -qtAc "CREATE DATABASE \"$PG_DB\"" >/dev/null
   DB_URL="$PG_URL/$PG_DB"
   A_PORT=$(free_port) B_PORT=$(free_port)
-  write_config "$WORK/node-a" "$A_PORT" "$DB_URL"
-  write_config "$WORK/node-b" "$B_PORT" "$DB_URL"
+  REDIS_TOML="[redis]
+url = \"$REDIS_URL\"
+key_prefix = \"aihub-bench-$STAMP-$$:\""
+  write_config "$WORK/node-a" "$A_PORT" "$DB_URL" "$REDIS_TOML"
+  write_config "$WORK/node-b" "$B_PORT" "$DB_URL" "$REDIS_TOML"
   create_user "$WORK/node-a"
   log "starting two AI Hub instances (PostgreSQL) on 127.0.0.1:$A_PORT and 127.0.0.1:$B_PORT"
   start_aihub "$WORK/node-a"
@@ -511,7 +516,7 @@ if [ "$CLUSTER" = 1 ]; then
   start_aihub "$WORK/node-b"
   B_PID=$LAST_PID
   wait_http "http://127.0.0.1:$B_PORT/readyz" "AI Hub B"
-  KEY=$(create_key "$WORK/node-a" "$A_PORT")
+  KEY=$(create_key "$WORK/node-a" "$A_PORT" all)
   SPREAD=(--connect-to "127.0.0.1:$A_PORT:127.0.0.1:$A_PORT"
     --connect-to "127.0.0.1:$A_PORT:127.0.0.1:$B_PORT")
   CLUSTER_URL="http://127.0.0.1:$A_PORT/v1/chat/completions"
@@ -521,7 +526,7 @@ if [ "$CLUSTER" = 1 ]; then
   for rate in "${RATES[@]}" max; do
     conns=$OPEN_CONNS duration=$D_RATE
     [ "$rate" = max ] && conns=$MAX_CONNS duration=$D_MAX
-    measure "e-$rate-cluster" E "AI Hub ×2 (PostgreSQL)" cluster "$A_PID $B_PID" "$rate" \
+    measure "e-$rate-cluster" E "AI Hub ×2 (PostgreSQL + Redis)" cluster "$A_PID $B_PID" "$rate" \
       "$duration" -- -c "$conns" "${SPREAD[@]}" "${POST[@]}" "${CL_AUTH[@]}" \
       -D "$WORK/chat.json" "$CLUSTER_URL"
   done
@@ -539,7 +544,7 @@ json.dump({"requests_per_instance": counts}, open(sys.argv[1], "w"))
 EOF
   stop "$A_PID" "$B_PID"
 else
-  not_measured e-cluster E "AI Hub ×2 (PostgreSQL)" "skipped (--no-cluster or no PostgreSQL)"
+  not_measured e-cluster E "AI Hub ×2 (PostgreSQL + Redis)" "skipped (--no-cluster or no PostgreSQL)"
 fi
 
 # ---------------------------------------------------------------------------------------------
