@@ -10,9 +10,8 @@
     reason = "tests fail loudly"
 )]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -21,22 +20,11 @@ use aihub_store::BackendKind;
 use aihub_store::testing::TestDb;
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_aihub");
-const PASSWORD: &str = "cluster test password";
+mod common;
 
-fn aihub(dir: &Path) -> Command {
-    let mut c = Command::new(BIN);
-    c.current_dir(dir)
-        .arg("--config")
-        .arg(dir.join("aihub.toml"))
-        .env_remove("RUST_LOG");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("AIHUB__") || k == "AIHUB_CONFIG" {
-            c.env_remove(k);
-        }
-    }
-    c
-}
+use common::{aihub, serve};
+
+const PASSWORD: &str = "cluster test password";
 
 struct Instance {
     child: Child,
@@ -51,33 +39,13 @@ impl Drop for Instance {
 }
 
 fn start(dir: &Path, n: usize) -> Instance {
-    let mut child = aihub(dir)
-        .arg("serve")
-        .env(
-            "AIHUB__USAGE__JOURNAL_DIR",
-            dir.join(format!("journal-{n}")),
-        )
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent && let Some(rest) = line.split("listen=").nth(1) {
-                let _ = tx.send(rest.trim().to_owned());
-                sent = true;
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("gateway did not start");
-    Instance {
-        child,
-        base: format!("http://{addr}"),
-    }
+    let mut cmd = aihub(dir);
+    cmd.arg("serve").env(
+        "AIHUB__USAGE__JOURNAL_DIR",
+        dir.join(format!("journal-{n}")),
+    );
+    let (child, base) = serve(cmd);
+    Instance { child, base }
 }
 
 struct Admin {

@@ -13,9 +13,8 @@
 )]
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,45 +25,17 @@ use aihub_store::{Store, UsageGrouping};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_aihub");
-const PASSWORD: &str = "crash test password";
+mod common;
 
-fn aihub(dir: &Path) -> Command {
-    let mut c = Command::new(BIN);
-    c.current_dir(dir)
-        .arg("--config")
-        .arg(dir.join("aihub.toml"))
-        .env_remove("RUST_LOG");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("AIHUB__") || k == "AIHUB_CONFIG" {
-            c.env_remove(k);
-        }
-    }
-    c
-}
+use common::{aihub, serve};
+
+const PASSWORD: &str = "crash test password";
 
 /// Starts `aihub serve` and returns it with its address once it is serving.
 fn start(dir: &Path) -> (Child, String) {
-    let mut child = aihub(dir)
-        .arg("serve")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent && let Some(rest) = line.split("listen=").nth(1) {
-                let _ = tx.send(rest.trim().to_owned());
-                sent = true;
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("gateway did not start");
-    (child, format!("http://{addr}"))
+    let mut cmd = aihub(dir);
+    cmd.arg("serve");
+    serve(cmd)
 }
 
 #[derive(Default)]

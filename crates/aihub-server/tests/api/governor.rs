@@ -16,6 +16,7 @@ use crate::helpers::{TestApp, api_tests, error_code, request_id, spawn_app, spaw
 api_tests!(
     rate_limits_answer_with_headers_and_429s,
     the_plan_applies_when_assigned,
+    a_plan_quota_refuses_once_used,
     a_budget_holds_under_64_concurrent_clients,
     alerts_fire_once_per_threshold,
 );
@@ -137,6 +138,66 @@ async fn the_plan_applies_when_assigned(kind: BackendKind) {
     }
     // 20 in the bucket, one already used, and at most one refilled during the loop.
     assert!((5..=6).contains(&refused), "{refused}");
+}
+
+/// A plan with a small monthly token quota, assigned by the platform admin: requests pass until
+/// the quota cannot cover one more (prompt bytes + max_tokens reserved), then `quota_exceeded`.
+async fn a_plan_quota_refuses_once_used(kind: BackendKind) {
+    let app = spawn_app(kind).await;
+    let root = app.platform_admin().await;
+    let (who, key) = app.user_with_key("quota@example.com", None).await;
+    let r = app
+        .post(
+            "/api/v1/admin/plans",
+            &root,
+            json!({"name": "tiny", "monthly_tokens": 1000}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = app
+        .req(
+            reqwest::Method::PUT,
+            &format!("/api/v1/admin/orgs/{}/plan", who.org_id),
+            Some(&root),
+        )
+        .json(&json!({"plan": "tiny"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut served = 0;
+    let code = loop {
+        let r = app.v1("/v1/chat/completions", &key, chat(20)).await;
+        if r.status() != StatusCode::OK {
+            assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+            assert_eq!(header(&r, "x-should-retry"), "false");
+            let retry: u64 = header(&r, "retry-after").parse().unwrap();
+            assert!(retry <= 31 * 86_400, "{retry}");
+            break error_code(r).await;
+        }
+        served += 1;
+        assert!(served < 100, "the quota never refused");
+    };
+    assert_eq!(code, "quota_exceeded");
+    // Each request reserves ~100 prompt bytes + 20 tokens and uses ~30: several fit in 1000.
+    assert!(served >= 5, "served {served}");
+    // The quota endpoint reports the plan and what was used.
+    for _ in 0..100 {
+        let v: Value = app
+            .get(&format!("/api/v1/orgs/{}/quota", who.org_id), &who.token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["plan"]["name"], "tiny", "{v}");
+        let used = v["tokens_used"].as_i64().unwrap();
+        if used > 0 {
+            assert!(used <= 1000, "{used}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("quota usage never appeared");
 }
 
 /// 64 clients hammer one key whose budget fits a known number of requests. With an upstream
