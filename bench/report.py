@@ -266,7 +266,7 @@ def main():
         (r for r in runs.values() if r.meta["section"] == "E"),
         key=lambda r: (r.meta.get("rate") == "max", int(r.meta["rate"]) if r.meta.get("rate", "max").isdigit() else 0),
     )
-    w("### E. Cluster: two AI Hub processes on PostgreSQL")
+    w("### E. Cluster: two AI Hub processes on PostgreSQL and Redis")
     w("")
     if cluster and cluster[0].skipped:
         w(f"Not measured: {cluster[0].skipped}.")

@@ -23,10 +23,10 @@
 #        B  closed loop, 64 connections, as fast as it goes
 #        C  streaming: time to first byte at 500 streams/s
 #        D  the checks ladder: no checks (/healthz) → key auth (/v1/models) → auth + metering
-#           with the built-in mock provider (no upstream hop) → the full path; rate limits and
-#           budgets are listed as not built yet
-#        E  cluster: two AI Hub processes on one fresh PostgreSQL database, load spread over
-#           both by oha's --connect-to
+#           with the built-in mock provider (no upstream hop) → auth + metering through the
+#           upstream → + limits → every check on (limits and budgets; scenario A's row)
+#        E  cluster: two AI Hub processes on one fresh PostgreSQL database and a shared Redis,
+#           load spread over both by oha's --connect-to
 #      and for every AI Hub run: CPU time per request and peak RSS of the AI Hub process(es),
 #      plus, per setup, whether metering loaded every request into the database;
 #   4. writes bench/results/<time>/ (raw oha JSON + metadata per run, results.md), copies the
@@ -373,9 +373,11 @@ create_key() {
     -H 'content-type: application/json' -d "{\"name\":\"bench-$checks\"}")
   local id
   id=$(echo "$key" | json 'd["id"]')
-  rule() { # PATH BODY
-    curl -sf "$base/api/v1/orgs/$org/$1" -H "authorization: Bearer $token" \
-      -H 'content-type: application/json' -d "$2" >/dev/null || die "could not create $1: $2"
+  rule() { # PATH BODY — 409: the org already has this rule (from an earlier key)
+    local code
+    code=$(curl -s -o /dev/null -w '%{http_code}' "$base/api/v1/orgs/$org/$1" \
+      -H "authorization: Bearer $token" -H 'content-type: application/json' -d "$2")
+    [ "$code" = 201 ] || [ "$code" = 409 ] || die "could not create $1 ($code): $2"
   }
   if [ "$checks" != none ]; then
     rule limits "{\"scope_type\":\"key\",\"scope_id\":\"$id\",\"rpm\":100000000,\"tpm\":100000000000,\"concurrency\":100000}"
