@@ -7,7 +7,9 @@
 //! estimated). The task writes a `Start` journal entry before calling the upstream and the
 //! `Finish` entry before the response completes: a non-streaming body is released only after
 //! its record is written, and a stream's final `[DONE]` only after its record is written.
-//! Nothing here touches the database.
+//! Limits and budgets are checked and reserved (see [`crate::governor`]) after routing and
+//! before the `Start` entry, and settled when the record is made. Nothing here touches the
+//! database, except the governor on a cold cache (an org's policy, a budget's past spend).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
