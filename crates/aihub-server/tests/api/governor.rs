@@ -452,3 +452,150 @@ async fn alerts_fire_once_per_threshold(kind: BackendKind) {
         .unwrap();
     assert_eq!(listed["data"].as_array().unwrap().len(), 2);
 }
+
+/// The same refusals with counters in this process and in Redis: a rate limit, a concurrency
+/// limit, a spent `total` budget with the `throttle` policy, and a plan's spend quota.
+async fn refusals_match_across_counter_stores(redis: Option<String>) {
+    let app = spawn_app_with(BackendKind::Sqlite, move |c| {
+        if let Some(url) = redis {
+            c.redis.url = Some(aihub_core::secret::Secret::new(url));
+            c.redis.timeout_ms = 2000;
+            c.redis.key_prefix = format!("aihub-test:{}:", uuid::Uuid::now_v7().simple());
+        }
+        // Slow enough for two requests to overlap.
+        c.providers[0].mock_latency_ms = 300;
+    })
+    .await;
+    let root = app.platform_admin().await;
+    let who = app.signup("stores@example.com").await;
+    let org = who.org_id.clone();
+
+    // Concurrency: one at a time on this key.
+    let (id, key) = app.create_key(&who, json!({"name": "one"})).await;
+    add_limit(
+        &app,
+        &who.token,
+        &org,
+        json!({"scope_type": "key", "scope_id": id, "concurrency": 1}),
+    )
+    .await;
+    let (a, b) = tokio::join!(
+        app.v1("/v1/chat/completions", &key, chat(4)),
+        app.v1("/v1/chat/completions", &key, chat(4))
+    );
+    let mut statuses = [a.status(), b.status()];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::TOO_MANY_REQUESTS]);
+    let refused = if a.status() == StatusCode::OK { b } else { a };
+    assert_eq!(header(&refused, "retry-after"), "1");
+    assert_eq!(error_code(refused).await, "concurrency_limit_exceeded");
+    // The slot is free again once the first has finished.
+    assert_eq!(
+        app.v1("/v1/chat/completions", &key, chat(4)).await.status(),
+        StatusCode::OK
+    );
+
+    // A per-model rate limit binds only that model.
+    let (id, key) = app.create_key(&who, json!({"name": "per-model"})).await;
+    add_limit(
+        &app,
+        &who.token,
+        &org,
+        json!({"scope_type": "key", "scope_id": id, "model": "mock-chat", "rpm": 1}),
+    )
+    .await;
+    assert_eq!(
+        app.v1("/v1/chat/completions", &key, chat(4)).await.status(),
+        StatusCode::OK
+    );
+    let r = app.v1("/v1/chat/completions", &key, chat(4)).await;
+    assert_eq!(error_code(r).await, "rpm_limit_exceeded");
+    let emb = app
+        .v1(
+            "/v1/embeddings",
+            &key,
+            json!({"model": "mock-embedding", "input": "x"}),
+        )
+        .await;
+    assert_eq!(emb.status(), StatusCode::OK);
+
+    // A total budget of one micro-dollar with the throttle policy: spent at once, then one
+    // request per minute still passes; the next is refused with no Retry-After (never resets).
+    let (id, key) = app.create_key(&who, json!({"name": "throttled"})).await;
+    add_budget(
+        &app,
+        &who.token,
+        &org,
+        json!({"scope_type": "key", "scope_id": id, "name": "tiny", "amount": "0.000001",
+               "currency": "USD", "period": "total", "policy": "throttle", "throttle_rpm": 1}),
+    )
+    .await;
+    assert_eq!(
+        app.v1("/v1/chat/completions", &key, chat(4)).await.status(),
+        StatusCode::OK
+    );
+    let r = app.v1("/v1/chat/completions", &key, chat(4)).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().get("retry-after").is_none());
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "budget_exceeded");
+    assert_eq!(v["error"]["type"], "insufficient_quota");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("\"tiny\"") && message.contains("in total"),
+        "{message}"
+    );
+
+    // A plan with a monthly spend quota.
+    let r = app
+        .post(
+            "/api/v1/admin/plans",
+            &root,
+            json!({"name": "pennies", "monthly_spend": "0.0005"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = app
+        .req(
+            reqwest::Method::PUT,
+            &format!("/api/v1/admin/orgs/{org}/plan"),
+            Some(&root),
+        )
+        .json(&json!({"plan": "pennies"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (_, key) = app.create_key(&who, json!({"name": "quota"})).await;
+    let mut served = 0;
+    loop {
+        let r = app.v1("/v1/chat/completions", &key, chat(20)).await;
+        if r.status() != StatusCode::OK {
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(v["error"]["code"], "quota_exceeded");
+            assert!(
+                v["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("spend quota")
+            );
+            break;
+        }
+        served += 1;
+        assert!(served < 50, "the spend quota never refused");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_with_in_process_counters() {
+    refusals_match_across_counter_stores(None).await;
+}
+
+#[cfg_attr(
+    not(aihub_redis),
+    ignore = "set AIHUB_TEST_REDIS_URL to run Redis tests"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_with_redis_counters() {
+    refusals_match_across_counter_stores(std::env::var("AIHUB_TEST_REDIS_URL").ok()).await;
+}

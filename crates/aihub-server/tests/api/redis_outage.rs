@@ -215,3 +215,52 @@ async fn redis_frozen_or_stopped_follows_the_fail_modes() {
     }
     assert!(spent > 0, "spend rebuilt from the database");
 }
+
+/// The other fail modes: limits closed, budgets open, against a Redis address where nothing
+/// listens (no server needed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fail_modes_can_be_reversed() {
+    let port = free_port();
+    let app = spawn_app_with(BackendKind::Sqlite, move |c| {
+        c.redis.url = Some(aihub_core::secret::Secret::new(format!(
+            "redis://127.0.0.1:{port}"
+        )));
+        c.redis.timeout_ms = 50;
+        c.limits.on_redis_error_limits = aihub_core::config::FailMode::Closed;
+        c.limits.on_redis_error_budgets = aihub_core::config::FailMode::Open;
+    })
+    .await;
+    let who = app.signup("modes@example.com").await;
+    let (limited_id, limited) = app.create_key(&who, json!({"name": "limited"})).await;
+    let r = app
+        .post(
+            &format!("/api/v1/orgs/{}/limits", who.org_id),
+            &who.token,
+            json!({"scope_type": "key", "scope_id": limited_id, "rpm": 100}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let (budgeted_id, budgeted) = app.create_key(&who, json!({"name": "budgeted"})).await;
+    let r = app
+        .post(
+            &format!("/api/v1/orgs/{}/budgets", who.org_id),
+            &who.token,
+            json!({"scope_type": "key", "scope_id": budgeted_id, "amount": "1", "currency": "USD"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let (_, plain) = app.create_key(&who, json!({"name": "plain"})).await;
+    for _ in 0..3 {
+        let (s, code, took) = timed(&app, &limited).await;
+        assert_eq!(
+            (s, code.as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, "limits_unavailable")
+        );
+        assert!(took < Duration::from_millis(500), "{took:?}");
+        let (s, _, _) = timed(&app, &budgeted).await;
+        assert_eq!(s, StatusCode::OK, "budgets fail open");
+        // Nothing to check: Redis is not consulted at all.
+        let (s, _, _) = timed(&app, &plain).await;
+        assert_eq!(s, StatusCode::OK);
+    }
+}
