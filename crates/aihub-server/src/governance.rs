@@ -59,7 +59,7 @@ pub fn build_governor(services: &Services, config: &Config) -> anyhow::Result<Go
     .map_err(|e| anyhow::anyhow!(e))?;
     let g = governor.clone();
     services.events.subscribe(move |event| match event {
-        Invalidation::Policy(org) | Invalidation::Org(org) => g.invalidate(Some(*org)),
+        Invalidation::Policy(_) | Invalidation::Org(_) => g.invalidate(),
         Invalidation::KeyHash(_) | Invalidation::User(_) => {}
     });
     let alerts = services.alerts.clone();

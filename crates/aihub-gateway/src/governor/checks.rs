@@ -126,6 +126,8 @@ pub struct LedgerCheck {
     pub period_end: Option<DateTime<Utc>>,
     /// The budget itself (for alerts and messages); `None` for quotas.
     pub budget: Option<Arc<BudgetRule>>,
+    /// The currency of a money ledger (`None`: it counts tokens).
+    pub currency: Option<Currency>,
     /// For a `throttle` budget: the rate allowed once it is spent.
     pub throttle: Option<RateCheck>,
 }
@@ -133,7 +135,7 @@ pub struct LedgerCheck {
 impl LedgerCheck {
     /// Whether the ledger counts tokens (else money).
     pub(crate) fn counts_tokens(&self) -> bool {
-        self.key.kind == LedgerKind::QuotaTokens
+        self.currency.is_none()
     }
 }
 
@@ -266,6 +268,7 @@ pub fn derive(policy: &OrgPolicy, budgets: &[Arc<BudgetRule>], demand: &Demand<'
                 period_start: start,
                 period_end: b.period.end(demand.now),
                 budget: Some(b.clone()),
+                currency: Some(b.currency),
                 throttle,
             });
         }
@@ -273,7 +276,7 @@ pub fn derive(policy: &OrgPolicy, budgets: &[Arc<BudgetRule>], demand: &Demand<'
     if let Some(p) = &policy.plan {
         let month = aihub_core::governance::Period::Monthly;
         let start = month.start(demand.now);
-        let quota = |kind, limit, amount| LedgerCheck {
+        let quota = |kind, limit, amount, currency| LedgerCheck {
             key: LedgerKey {
                 id: org,
                 kind,
@@ -284,6 +287,7 @@ pub fn derive(policy: &OrgPolicy, budgets: &[Arc<BudgetRule>], demand: &Demand<'
             period_start: start,
             period_end: month.end(demand.now),
             budget: None,
+            currency,
             throttle: None,
         };
         if let Some(t) = p.monthly_tokens {
@@ -291,12 +295,14 @@ pub fn derive(policy: &OrgPolicy, budgets: &[Arc<BudgetRule>], demand: &Demand<'
                 LedgerKind::QuotaTokens,
                 i64::try_from(t).unwrap_or(i64::MAX),
                 i64::try_from(demand.tokens_max).unwrap_or(i64::MAX),
+                None,
             ));
         }
         if let (Some(m), Some((cost, currency))) = (p.monthly_spend_micros, demand.cost_max)
             && currency == p.currency
         {
-            c.ledgers.push(quota(LedgerKind::QuotaSpend, m, cost));
+            c.ledgers
+                .push(quota(LedgerKind::QuotaSpend, m, cost, Some(currency)));
         }
     }
     c

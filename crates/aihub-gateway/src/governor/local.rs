@@ -232,12 +232,6 @@ impl Local {
             .retain(|_, l| l.reserved > 0 || l.expires_ms.is_none_or(|e| e > now_ms));
     }
 
-    /// Forgets every ledger so that spend is read again from the database (after the
-    /// database changed underneath, e.g. in tests or after a restore).
-    pub fn forget_ledgers(&self) {
-        self.lock().ledgers.retain(|_, l| l.reserved > 0);
-    }
-
     #[cfg(test)]
     pub(crate) fn running(&self, cell: &Cell) -> u64 {
         self.lock().running.get(cell).copied().unwrap_or(0)

@@ -118,7 +118,6 @@ struct Inner {
     policies: Cache<OrgId, CachedPolicy>,
     /// Bumped by every invalidation; a cached policy read before the latest one is reloaded.
     generation: AtomicU64,
-    invalidated_at: AtomicU64,
     local: Local,
     shared: Option<shared::Shared>,
     alerts: std::sync::RwLock<Option<AlertHook>>,
@@ -157,7 +156,6 @@ impl Governor {
                 config: config.clone(),
                 policies,
                 generation: AtomicU64::new(0),
-                invalidated_at: AtomicU64::new(0),
                 local: Local::default(),
                 shared,
                 alerts: std::sync::RwLock::new(None),
@@ -175,24 +173,10 @@ impl Governor {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(hook);
     }
 
-    /// Whether counters are shared through Redis.
-    #[must_use]
-    pub fn is_shared(&self) -> bool {
-        self.inner.shared.is_some()
-    }
-
-    /// Forgets cached policies of `org` (all orgs: `None`); the next request reads them again.
-    pub fn invalidate(&self, org: Option<OrgId>) {
-        let g = self.inner.generation.fetch_add(1, Ordering::AcqRel) + 1;
-        self.inner.invalidated_at.store(g, Ordering::Release);
-        match org {
-            Some(o) => self
-                .inner
-                .policies
-                .invalidate_entries_if(move |k, _| *k == o)
-                .map_or_else(|_| self.inner.policies.invalidate_all(), |_| ()),
-            None => self.inner.policies.invalidate_all(),
-        }
+    /// A policy changed: every cached policy read before now is read again on its next use
+    /// (changes are rare, so one counter for all orgs is enough).
+    pub fn invalidate(&self) {
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     async fn policy(&self, org: OrgId) -> Result<CachedPolicy, GatewayError> {
@@ -221,7 +205,7 @@ impl Governor {
             .try_get_with(org, load())
             .await
             .map_err(fail)?;
-        if cached.generation < inner.invalidated_at.load(Ordering::Acquire) {
+        if cached.generation < inner.generation.load(Ordering::Acquire) {
             inner.policies.invalidate(&org).await;
             return inner.policies.try_get_with(org, load()).await.map_err(fail);
         }
@@ -241,12 +225,12 @@ impl Governor {
                 error,
                 headers: RateHeaders::default(),
             })?;
-        let checks = checks::derive(&cached.policy, &cached.budgets, demand);
+        let checks = Arc::new(checks::derive(&cached.policy, &cached.budgets, demand));
         let done = |headers, limits_via, ledgers_via| Admission {
             inner: Some(Pending {
                 governor: self.clone(),
                 request_id,
-                checks: Arc::new(checks.clone()),
+                checks: checks.clone(),
                 limits_via,
                 ledgers_via,
             }),
@@ -257,7 +241,7 @@ impl Governor {
         }
         let now = now_us(demand.now);
         if let Some(shared) = &self.inner.shared {
-            match self.admit_shared(shared, request_id, &checks, now).await {
+            match self.admit_shared(shared, request_id, &checks).await {
                 Ok(Outcome::Admitted(h)) => return Ok(done(h, Via::Shared, Via::Shared)),
                 Ok(Outcome::Refused(r, h)) => return Err(self.rejection(&checks, &r, h, demand)),
                 Ok(Outcome::NeedBase(_)) => unreachable_need_base(),
@@ -312,7 +296,6 @@ impl Governor {
         shared: &shared::Shared,
         request_id: Uuid,
         checks: &Checks,
-        now: i64,
     ) -> Result<Outcome, shared::SharedError> {
         let ttl = self.inner.config.reservation_ttl_secs;
         let mut bases: Vec<Option<i64>> = vec![None; checks.ledgers.len()];
@@ -334,7 +317,6 @@ impl Governor {
                 other => return Ok(other),
             }
         }
-        let _ = now;
         Err(shared::SharedError::Base(
             "spend could not be loaded".into(),
         ))
@@ -343,14 +325,13 @@ impl Governor {
     /// A ledger's spend from the database (the system of record).
     async fn base(&self, c: &Checks, l: &LedgerCheck) -> Result<i64, ServiceError> {
         let src = &self.inner.source;
-        match (l.key.kind, &l.budget) {
-            (LedgerKind::Budget, Some(b)) => {
+        match (&l.budget, l.currency) {
+            (Some(b), _) => {
                 src.spent_since(c.org, b.scope, b.scope_id, l.period_start, b.currency)
                     .await
             }
-            (LedgerKind::QuotaTokens, _) => src.tokens_since(c.org, l.period_start).await,
-            (LedgerKind::QuotaSpend, _) | (LedgerKind::Budget, None) => {
-                let currency = self.quota_currency(c.org).await.unwrap_or(Currency::USD);
+            // The plan's spend quota: the whole org's spend in the plan's currency.
+            (None, Some(currency)) => {
                 src.spent_since(
                     c.org,
                     ScopeType::Org,
@@ -360,14 +341,8 @@ impl Governor {
                 )
                 .await
             }
+            (None, None) => src.tokens_since(c.org, l.period_start).await,
         }
-    }
-
-    async fn quota_currency(&self, org: OrgId) -> Option<Currency> {
-        self.policy(org)
-            .await
-            .ok()
-            .and_then(|p| p.policy.plan.as_ref().map(|p| p.currency))
     }
 
     fn rejection(
@@ -523,11 +498,6 @@ impl Governor {
     /// Drops idle in-process state; run periodically.
     pub fn sweep(&self) {
         self.inner.local.sweep(now_us(aihub_core::time::now()));
-    }
-
-    /// Forgets loaded spend so that it is read again from the database.
-    pub fn forget_spend(&self) {
-        self.inner.local.forget_ledgers();
     }
 }
 

@@ -101,6 +101,7 @@ fn ledger(limit: i64, amount: i64, throttle: Option<RateCheck>) -> LedgerCheck {
         period_start: start,
         period_end: None,
         budget: None,
+        currency: Some(aihub_core::Currency::USD),
         throttle,
     }
 }
