@@ -195,6 +195,15 @@ fn forwarded_client(parts: &Parts, trusted: &[IpAddr]) -> Option<IpAddr> {
     None
 }
 
+/// For `#[serde(default, deserialize_with = "present")]` on an `Option<Option<T>>` field of an
+/// edit body: absent leaves the field alone (`None`), present-and-null clears it
+/// (`Some(None)`), a value sets it.
+pub(crate) fn present<'de, T: serde::Deserialize<'de>, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::extract::present;
 use crate::extract::{ApiJson, ApiPath, CurrentUser};
-use crate::routes::limits::present;
 use crate::routes::views::PageView;
 use crate::state::AppState;
 

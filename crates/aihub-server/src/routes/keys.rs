@@ -10,7 +10,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
+
+use crate::extract::present;
 
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, CurrentUser};
@@ -97,13 +99,6 @@ async fn get_one(
     let scope = state.services.orgs.scope(&actor, org_id).await?;
     let key = state.services.keys.get(&scope, key_id).await?;
     Ok(Json(KeyView::from(&key)))
-}
-
-/// Present-and-null (`"expires_at": null`) clears a field; absent leaves it alone.
-fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize)]

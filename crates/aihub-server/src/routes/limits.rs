@@ -9,7 +9,9 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
+
+use crate::extract::present;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -119,13 +121,6 @@ async fn get_one(
         .get_limit(&scope, limit_id)
         .await?;
     Ok(Json(LimitView::from(&limit)))
-}
-
-/// Present-and-null clears a field; absent leaves it alone.
-pub(crate) fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize)]
