@@ -144,6 +144,10 @@ pub(crate) fn client_of(parts: &Parts, state: &AppState) -> Client {
                 .get(axum::http::header::USER_AGENT)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
+            request_id: parts
+                .extensions
+                .get::<crate::middleware::RequestId>()
+                .map(|id| id.0),
         },
         tls: is_tls(parts, state),
     }

@@ -57,7 +57,7 @@ pub fn session_token(headers: &HeaderMap) -> Option<(String, SessionSource)> {
 /// Requires a valid session on every `/api/v1` route not listed in [`PUBLIC_ROUTES`].
 pub async fn require_session(
     State(state): State<AppState>,
-    mut req: Request,
+    req: Request,
     next: Next,
 ) -> Response {
     let public = req
@@ -78,7 +78,10 @@ pub async fn require_session(
         )
         .into_response();
     }
-    match state.services.accounts.authenticate(&token).await {
+    let (parts, body) = req.into_parts();
+    let client = crate::extract::client_of(&parts, &state).info;
+    let mut req = Request::from_parts(parts, body);
+    match state.services.accounts.authenticate(&token, client).await {
         Ok(actor) => {
             req.extensions_mut().insert::<Actor>(actor);
             req.extensions_mut().insert(source);

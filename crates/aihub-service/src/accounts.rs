@@ -25,13 +25,17 @@ pub struct Actor {
     pub name: String,
     pub is_platform_admin: bool,
     pub session_id: SessionId,
+    /// Where this request came from; audit records carry it.
+    pub client: ClientInfo,
 }
 
-/// Where a request came from, for sessions and throttling.
-#[derive(Debug, Clone, Default)]
+/// Where a request came from, for sessions, throttling and audit records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientInfo {
     pub ip: Option<IpAddr>,
     pub user_agent: Option<String>,
+    /// The id AI Hub gave this request (`x-request-id`).
+    pub request_id: Option<uuid::Uuid>,
 }
 
 pub struct Registration {
@@ -210,7 +214,7 @@ impl Accounts {
 
     /// Resolves a session token into the acting user; `Unauthenticated` if it is unknown,
     /// expired, idle too long, or its user is disabled.
-    pub async fn authenticate(&self, token: &str) -> Result<Actor> {
+    pub async fn authenticate(&self, token: &str, client: ClientInfo) -> Result<Actor> {
         if !token.starts_with(crypto::SESSION_TOKEN_PREFIX) || token.len() > 128 {
             return Err(ServiceError::Unauthenticated);
         }
@@ -235,6 +239,7 @@ impl Accounts {
             name: found.user.name,
             is_platform_admin: found.user.is_platform_admin,
             session_id: s.id,
+            client,
         })
     }
 

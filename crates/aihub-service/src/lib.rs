@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod alerts;
+pub mod audit;
 pub mod catalog;
 pub mod crypto;
 pub mod error;
@@ -39,6 +40,8 @@ pub struct Services {
     pub governance: governance::Governance,
     /// Budget alerts; the gateway reports crossings, a background worker delivers them.
     pub alerts: alerts::Alerts,
+    /// The audit log: every control-plane change and sign-in attempt.
+    pub audit: audit::Audit,
     pub events: events::Events,
 }
 
@@ -58,8 +61,10 @@ impl Services {
         )
         .await?;
         let alerts = alerts::Alerts::new(store.clone(), &config.smtp, &config.alerts)?;
+        let audit = audit::Audit::new(store.clone());
         Ok(Self {
             alerts,
+            audit,
             orgs: orgs::Orgs::new(store.clone()),
             keys: keys::Keys::new(store.clone(), events.clone()),
             admin: admin::Admin::new(store.clone(), events.clone()),

@@ -4,6 +4,9 @@
 //! Resource-level rules (a Member manages only their own keys) are expressed as two actions —
 //! `KeysManageOwn` and `KeysManageAll` — and resolved by the service against the key's owner.
 //! Limits and budgets follow the same pattern: `*ManageOwn` covers rules on one's own keys.
+//! Members and invitations have one resource-level rule on top of this table, applied by the
+//! service next to the policy call: only an Owner (or a platform admin) may act on an Owner or
+//! grant the Owner role; an Admin manages everyone else.
 
 use aihub_core::Role;
 
@@ -12,6 +15,26 @@ use aihub_core::Role;
 pub enum Action {
     /// See the organization, its name and settings.
     OrgRead,
+    /// Rename the organization.
+    OrgUpdate,
+    /// Delete the organization (its keys stop working at once).
+    OrgDelete,
+    /// Hand ownership to another member.
+    OrgTransfer,
+    /// List the organization's members with their roles and model lists.
+    MembersRead,
+    /// Change members' roles and model lists, and remove members.
+    MembersManage,
+    /// See the organization's teams and who is in them.
+    TeamsRead,
+    /// Create, rename and delete teams; add and remove their members.
+    TeamsManage,
+    /// See the organization's invitations.
+    InvitationsRead,
+    /// Invite people by e-mail; resend and revoke invitations.
+    InvitationsManage,
+    /// Read the organization's audit log.
+    AuditRead,
     /// List and read the organization's API keys (never their secrets).
     KeysRead,
     /// Create API keys for oneself.
@@ -34,10 +57,12 @@ pub enum Action {
     BudgetsManageOwn,
     /// Create, edit and delete every budget of the organization.
     BudgetsManage,
+    /// Read and export the organization's audit log.
+    AuditRead,
 }
 
 impl Action {
-    pub const ALL: [Action; 12] = [
+    pub const ALL: [Action; 13] = [
         Action::OrgRead,
         Action::KeysRead,
         Action::KeysCreate,
@@ -50,12 +75,23 @@ impl Action {
         Action::BudgetsRead,
         Action::BudgetsManageOwn,
         Action::BudgetsManage,
+        Action::AuditRead,
     ];
 
     #[must_use]
     pub const fn as_str(&self) -> &'static str {
         match self {
             Action::OrgRead => "org.read",
+            Action::OrgUpdate => "org.update",
+            Action::OrgDelete => "org.delete",
+            Action::OrgTransfer => "org.transfer",
+            Action::MembersRead => "members.read",
+            Action::MembersManage => "members.manage",
+            Action::TeamsRead => "teams.read",
+            Action::TeamsManage => "teams.manage",
+            Action::InvitationsRead => "invitations.read",
+            Action::InvitationsManage => "invitations.manage",
+            Action::AuditRead => "audit.read",
             Action::KeysRead => "keys.read",
             Action::KeysCreate => "keys.create",
             Action::KeysManageOwn => "keys.manage_own",
@@ -67,6 +103,7 @@ impl Action {
             Action::BudgetsRead => "budgets.read",
             Action::BudgetsManageOwn => "budgets.manage_own",
             Action::BudgetsManage => "budgets.manage",
+            Action::AuditRead => "audit.read",
         }
     }
 }
@@ -76,10 +113,13 @@ impl Action {
 pub const fn allows(role: Role, action: Action) -> bool {
     use Action::*;
     match role {
-        Role::Owner | Role::Admin => true,
+        Role::Owner => true,
+        Role::Admin => !matches!(action, OrgDelete | OrgTransfer),
         Role::Member => matches!(
             action,
             OrgRead
+                | MembersRead
+                | TeamsRead
                 | KeysRead
                 | KeysCreate
                 | KeysManageOwn
@@ -91,7 +131,7 @@ pub const fn allows(role: Role, action: Action) -> bool {
         ),
         Role::Viewer => matches!(
             action,
-            OrgRead | KeysRead | UsageRead | LimitsRead | BudgetsRead
+            OrgRead | MembersRead | TeamsRead | KeysRead | UsageRead | LimitsRead | BudgetsRead
         ),
     }
 }

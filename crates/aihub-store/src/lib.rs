@@ -18,6 +18,7 @@ use sqlx::sqlite::{
 };
 
 pub mod alerts;
+pub mod audit;
 pub mod catalog;
 pub mod governance;
 pub mod keys;
