@@ -21,9 +21,11 @@ pub mod alerts;
 pub mod audit;
 pub mod catalog;
 pub mod governance;
+pub mod invitations;
 pub mod keys;
 pub mod orgs;
 pub mod sessions;
+pub mod teams;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod usage;
@@ -31,9 +33,11 @@ pub mod users;
 
 pub use alerts::{AlertChannel, BudgetAlert, Delivery, DeliveryStatus, NewBudgetAlert};
 pub use catalog::{ModelRecord, PriceRecord, ProviderRecord};
+pub use invitations::{Invitation, InvitationStatus, NewInvitation};
 pub use keys::{ApiKey, KeyAuth, KeyChanges, NewApiKey};
-pub use orgs::{Membership, Org};
+pub use orgs::{Guarded, Member, MemberChanges, Membership, Org};
 pub use sessions::{Session, SessionAuth};
+pub use teams::{DeletedTeam, Team, TeamMember};
 pub use usage::{UsageGroup, UsageGrouping, UsageRecord, UsageTotals};
 pub use users::{NewUser, User};
 
