@@ -33,7 +33,7 @@ pub enum Action {
     InvitationsRead,
     /// Invite people by e-mail; resend and revoke invitations.
     InvitationsManage,
-    /// Read the organization's audit log.
+    /// Read and export the organization's audit log.
     AuditRead,
     /// List and read the organization's API keys (never their secrets).
     KeysRead,
@@ -57,13 +57,21 @@ pub enum Action {
     BudgetsManageOwn,
     /// Create, edit and delete every budget of the organization.
     BudgetsManage,
-    /// Read and export the organization's audit log.
-    AuditRead,
 }
 
 impl Action {
-    pub const ALL: [Action; 13] = [
+    pub const ALL: [Action; 22] = [
         Action::OrgRead,
+        Action::OrgUpdate,
+        Action::OrgDelete,
+        Action::OrgTransfer,
+        Action::MembersRead,
+        Action::MembersManage,
+        Action::TeamsRead,
+        Action::TeamsManage,
+        Action::InvitationsRead,
+        Action::InvitationsManage,
+        Action::AuditRead,
         Action::KeysRead,
         Action::KeysCreate,
         Action::KeysManageOwn,
@@ -75,7 +83,6 @@ impl Action {
         Action::BudgetsRead,
         Action::BudgetsManageOwn,
         Action::BudgetsManage,
-        Action::AuditRead,
     ];
 
     #[must_use]
@@ -103,7 +110,6 @@ impl Action {
             Action::BudgetsRead => "budgets.read",
             Action::BudgetsManageOwn => "budgets.manage_own",
             Action::BudgetsManage => "budgets.manage",
-            Action::AuditRead => "audit.read",
         }
     }
 }
