@@ -129,6 +129,8 @@ pub struct AuthConfig {
     pub session_ttl_hours: u64,
     /// A session unused for this long ends.
     pub session_idle_minutes: u64,
+    /// How long an invitation into an organization can be accepted after it was (re)sent.
+    pub invitation_ttl_hours: u64,
     pub login_throttle: LoginThrottleConfig,
 }
 
@@ -138,6 +140,7 @@ impl Default for AuthConfig {
             allow_registration: true,
             session_ttl_hours: 24 * 7,
             session_idle_minutes: 24 * 60,
+            invitation_ttl_hours: 72,
             login_throttle: LoginThrottleConfig::default(),
         }
     }
