@@ -3,15 +3,19 @@
 
 pub mod admin;
 pub mod alerts;
+pub mod audit;
 pub mod auth;
 pub mod budgets;
 pub mod catalog;
 pub mod health;
+pub mod invitations;
 pub mod keys;
 pub mod limits;
 pub mod me;
+pub mod members;
 pub mod orgs;
 pub mod plans;
+pub mod teams;
 pub mod usage;
 pub mod v1;
 pub mod views;
@@ -34,6 +38,9 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::router())
         .merge(me::router())
         .merge(orgs::router())
+        .merge(members::router())
+        .merge(teams::router())
+        .merge(invitations::router())
         .merge(keys::router())
         .merge(admin::router())
         .merge(catalog::router())
@@ -42,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .merge(limits::router())
         .merge(budgets::router())
         .merge(plans::router())
+        .merge(audit::router())
         .layer(DefaultBodyLimit::max(state.config.server.max_body_bytes))
         .layer(from_fn_with_state(state.clone(), require_session));
     // `/v1` bodies are read by the handlers, bounded by `gateway.max_request_bytes`.

@@ -2,9 +2,11 @@
 //! is serialized by accident (no password hash, no key hash, no secret).
 
 use aihub_core::{KeyId, OrgId, Role, TeamId, UserId};
-use aihub_store::{ApiKey, Membership, Org, User};
+use aihub_service::invitations::InvitationState;
+use aihub_store::{ApiKey, Invitation, Member, Membership, Org, Team, TeamMember, User};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use uuid::Uuid;
 
 #[derive(Debug, Serialize)]
 pub struct UserView {
@@ -105,6 +107,124 @@ pub struct KeyWithSecretView {
     /// The full key. Store it now: it is never shown again.
     #[serde(rename = "key")]
     pub secret: String,
+}
+
+/// A member of an organization.
+#[derive(Debug, Serialize)]
+pub struct MemberView {
+    pub user_id: UserId,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    /// Models the member may use in the organization; `null` means all.
+    pub models: Option<Vec<String>>,
+    pub joined_at: DateTime<Utc>,
+}
+
+impl From<&Member> for MemberView {
+    fn from(m: &Member) -> Self {
+        Self {
+            user_id: m.user_id,
+            email: m.email.to_string(),
+            name: m.name.clone(),
+            role: m.role,
+            models: m.models.clone(),
+            joined_at: m.joined_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct TeamView {
+    pub id: TeamId,
+    pub org_id: OrgId,
+    pub name: String,
+    pub member_count: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&Team> for TeamView {
+    fn from(t: &Team) -> Self {
+        Self {
+            id: t.id,
+            org_id: t.org_id,
+            name: t.name.clone(),
+            member_count: t.member_count,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+        }
+    }
+}
+
+/// A member of a team, with their role in the organization.
+#[derive(Debug, Serialize)]
+pub struct TeamMemberView {
+    pub user_id: UserId,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    pub added_at: DateTime<Utc>,
+}
+
+impl From<&TeamMember> for TeamMemberView {
+    fn from(m: &TeamMember) -> Self {
+        Self {
+            user_id: m.user_id,
+            email: m.email.to_string(),
+            name: m.name.clone(),
+            role: m.role,
+            added_at: m.added_at,
+        }
+    }
+}
+
+/// An invitation. Never carries its token.
+#[derive(Debug, Serialize)]
+pub struct InvitationView {
+    pub id: Uuid,
+    pub org_id: OrgId,
+    pub org_name: String,
+    pub email: String,
+    pub role: Role,
+    /// `pending`, `expired`, `accepted`, `declined` or `revoked`.
+    pub status: &'static str,
+    pub invited_by: Option<UserId>,
+    pub invited_by_name: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// When it was accepted, declined or revoked.
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
+impl InvitationView {
+    /// The invitation as it stands at `at` (a pending one past its expiry is `expired`).
+    #[must_use]
+    pub fn at(i: &Invitation, at: DateTime<Utc>) -> Self {
+        Self {
+            id: i.id,
+            org_id: i.org_id,
+            org_name: i.org_name.clone(),
+            email: i.email.to_string(),
+            role: i.role,
+            status: InvitationState::of(i, at).as_str(),
+            invited_by: i.invited_by,
+            invited_by_name: i.invited_by_name.clone(),
+            created_at: i.created_at,
+            expires_at: i.expires_at,
+            closed_at: i.closed_at,
+        }
+    }
+}
+
+/// An invitation just created or resent.
+#[derive(Debug, Serialize)]
+pub struct InvitationSentView {
+    #[serde(flatten)]
+    pub invitation: InvitationView,
+    /// Whether the e-mail was handed to the SMTP relay (`false` when SMTP is not configured or
+    /// the relay refused; resend later).
+    pub email_sent: bool,
 }
 
 /// A page of a list.
