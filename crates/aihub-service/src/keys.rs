@@ -1,12 +1,14 @@
 //! API keys: create (the secret is returned exactly once), list, read, edit, rotate, revoke; and
 //! the rule that decides whether a presented key may be used, shared with the gateway.
 
-use aihub_core::KeyId;
 use aihub_core::time::now;
+use aihub_core::{KeyId, TeamId};
 use aihub_store::{ApiKey, KeyAuth, KeyChanges, NewApiKey, Store};
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
+use serde_json::json;
 
+use crate::audit::{Audit, Change};
 use crate::crypto;
 use crate::error::{Result, ServiceError};
 use crate::events::{Events, Invalidation};
@@ -22,6 +24,7 @@ pub const MAX_MODEL_NAME_CHARS: usize = 128;
 pub struct Keys {
     store: Store,
     events: Events,
+    audit: Audit,
 }
 
 /// Input for a new key, as received (validated by [`Keys::create`]).
@@ -30,6 +33,9 @@ pub struct CreateKey {
     pub name: String,
     pub expires_at: Option<DateTime<Utc>>,
     pub models: Option<Vec<String>>,
+    /// A team of the organization whose limits and budgets the key's requests count against.
+    /// Callers without `keys.manage_all` must be members of that team.
+    pub team_id: Option<TeamId>,
 }
 
 /// Input for an edit: `None` leaves a field alone, `Some(None)` clears it.
@@ -85,8 +91,12 @@ pub fn check_usable(auth: &KeyAuth, at: DateTime<Utc>) -> Result<(), KeyRejectio
 
 impl Keys {
     #[must_use]
-    pub fn new(store: Store, events: Events) -> Self {
-        Self { store, events }
+    pub fn new(store: Store, events: Events, audit: Audit) -> Self {
+        Self {
+            store,
+            events,
+            audit,
+        }
     }
 
     pub async fn create(&self, scope: &OrgScope, input: CreateKey) -> Result<KeyWithSecret> {
@@ -94,7 +104,12 @@ impl Keys {
         let t = now();
         let name = parse_key_name(&input.name)?;
         let expires_at = input.expires_at.map(|e| parse_expiry(e, t)).transpose()?;
-        let models = input.models.map(parse_models).transpose()?;
+        let models = self
+            .within_member_models(scope, input.models.map(parse_models).transpose()?)
+            .await?;
+        if let Some(team) = input.team_id {
+            self.check_team(scope, team).await?;
+        }
         let minted = crypto::mint_api_key()?;
         let creator = scope.actor().user_id;
         // A platform admin acting in an organization they do not belong to creates a key owned
@@ -104,7 +119,7 @@ impl Keys {
         let key = ApiKey {
             id: KeyId::new(),
             org_id: scope.org_id(),
-            team_id: None,
+            team_id: input.team_id,
             owner_user_id: owner,
             created_by: creator,
             name,
@@ -123,6 +138,13 @@ impl Keys {
             })
             .await?;
         tracing::info!(org_id = %key.org_id, key_id = %key.id, prefix = %key.prefix, "api key created");
+        self.audit
+            .record(
+                scope.actor(),
+                Change::new(Some(key.org_id), "key.create", "api_key", key.id)
+                    .after(snapshot(&key)),
+            )
+            .await?;
         Ok(KeyWithSecret {
             key,
             secret: minted.secret,
@@ -174,10 +196,13 @@ impl Keys {
                 .expires_at
                 .map(|e| e.map(|e| parse_expiry(e, t)).transpose())
                 .transpose()?,
-            models: input
-                .models
-                .map(|m| m.map(parse_models).transpose())
-                .transpose()?,
+            models: match input.models {
+                None => None,
+                Some(m) => Some(
+                    self.within_member_models(scope, m.map(parse_models).transpose()?)
+                        .await?,
+                ),
+            },
         };
         let updated = self
             .store
@@ -186,19 +211,38 @@ impl Keys {
             .ok_or_else(revoked)?;
         // Expiry and model changes must reach the gateway now, not after the cache TTL.
         self.events.publish(Invalidation::Org(scope.org_id()));
+        self.audit
+            .record(
+                scope.actor(),
+                Change::new(Some(updated.org_id), "key.update", "api_key", updated.id)
+                    .before(snapshot(&key))
+                    .after(snapshot(&updated)),
+            )
+            .await?;
         Ok(updated)
     }
 
     /// Revokes a key; it stops working at once on this instance. Revoking twice is harmless.
     pub async fn revoke(&self, scope: &OrgScope, id: KeyId) -> Result<ApiKey> {
-        self.manageable(scope, id).await?;
+        let before = self.manageable(scope, id).await?;
         let (key, hash) = self
             .store
             .revoke_key(scope.org_id(), id, now())
             .await?
             .ok_or(ServiceError::NotFound)?;
         self.publish_hash(&hash);
-        tracing::info!(org_id = %key.org_id, key_id = %key.id, "api key revoked");
+        // Revoking an already revoked key changes nothing, so it records nothing.
+        if before.revoked_at.is_none() {
+            tracing::info!(org_id = %key.org_id, key_id = %key.id, "api key revoked");
+            self.audit
+                .record(
+                    scope.actor(),
+                    Change::new(Some(key.org_id), "key.revoke", "api_key", key.id)
+                        .before(snapshot(&before))
+                        .after(snapshot(&key)),
+                )
+                .await?;
+        }
         Ok(key)
     }
 
@@ -216,10 +260,77 @@ impl Keys {
             .ok_or_else(revoked)?;
         self.publish_hash(&old_hash);
         tracing::info!(org_id = %key.org_id, key_id = %key.id, "api key rotated");
+        self.audit
+            .record(
+                scope.actor(),
+                Change::new(Some(key.org_id), "key.rotate", "api_key", key.id)
+                    .after(json!({ "prefix": key.prefix })),
+            )
+            .await?;
         Ok(KeyWithSecret {
             key,
             secret: minted.secret,
         })
+    }
+
+    /// The caller's model allow-list applied to a key's: a member limited to some models cannot
+    /// give a key more (a key for every model gets the member's list). Platform admins acting
+    /// outside their own memberships are not limited.
+    async fn within_member_models(
+        &self,
+        scope: &OrgScope,
+        models: Option<Vec<String>>,
+    ) -> Result<Option<Vec<String>>> {
+        if scope.role().is_none() {
+            return Ok(models);
+        }
+        let allowed = self
+            .store
+            .member(scope.org_id(), scope.actor().user_id)
+            .await?
+            .and_then(|m| m.models);
+        let Some(allowed) = allowed else {
+            return Ok(models);
+        };
+        match models {
+            None => Ok(Some(allowed)),
+            Some(list) => {
+                let beyond: Vec<&str> = list
+                    .iter()
+                    .filter(|m| !allowed.contains(m))
+                    .map(String::as_str)
+                    .collect();
+                if beyond.is_empty() {
+                    Ok(Some(list))
+                } else {
+                    Err(ServiceError::invalid(
+                        "models_not_allowed",
+                        format!(
+                            "you may only give keys models you may use yourself; not allowed: {}",
+                            beyond.join(", ")
+                        ),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// A key may name a team of its organization; callers who cannot manage every key must be
+    /// in that team. Another organization's team is not found.
+    async fn check_team(&self, scope: &OrgScope, team: TeamId) -> Result<()> {
+        if self.store.team(scope.org_id(), team).await?.is_none() {
+            return Err(ServiceError::NotFound);
+        }
+        if scope.can(Action::KeysManageAll)
+            || self
+                .store
+                .is_team_member(scope.org_id(), team, scope.actor().user_id)
+                .await?
+        {
+            Ok(())
+        } else {
+            Err(ServiceError::Forbidden)
+        }
     }
 
     fn publish_hash(&self, hash: &[u8]) {
@@ -245,6 +356,20 @@ impl Keys {
     pub async fn record_used(&self, used: &[(KeyId, DateTime<Utc>)]) -> Result<()> {
         Ok(self.store.record_keys_used(used).await?)
     }
+}
+
+/// What the audit log keeps of a key: everything but its secret and hash.
+fn snapshot(k: &ApiKey) -> serde_json::Value {
+    json!({
+        "id": k.id,
+        "name": k.name,
+        "prefix": k.prefix,
+        "team_id": k.team_id,
+        "owner_user_id": k.owner_user_id,
+        "models": k.models,
+        "expires_at": k.expires_at,
+        "revoked_at": k.revoked_at,
+    })
 }
 
 fn revoked() -> ServiceError {

@@ -71,7 +71,7 @@ impl Services {
         Ok(Self {
             alerts,
             orgs: orgs::Orgs::new(store.clone()),
-            keys: keys::Keys::new(store.clone(), events.clone()),
+            keys: keys::Keys::new(store.clone(), events.clone(), audit.clone()),
             admin: admin::Admin::new(store.clone(), events.clone(), audit.clone()),
             usage: usage::Usage::new(store.clone()),
             governance: governance::Governance::new(store.clone(), events.clone(), audit.clone())

@@ -196,6 +196,22 @@ impl Store {
         row.map(ApiKey::try_from).transpose()
     }
 
+    /// Whether `user` is in `team` of `org`.
+    pub async fn is_team_member(&self, org: OrgId, team: TeamId, user: UserId) -> Result<bool> {
+        let found: i64 = on_backend!(self.reader(), |p| {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM team_members \
+                 WHERE org_id = $1 AND team_id = $2 AND user_id = $3",
+            )
+            .bind(org.as_uuid())
+            .bind(team.as_uuid())
+            .bind(user.as_uuid())
+            .fetch_one(p)
+            .await
+        })?;
+        Ok(found > 0)
+    }
+
     /// Applies `changes` to a live (unrevoked) key of `org`; `None` if there is no such key.
     pub async fn update_key(
         &self,

@@ -1,6 +1,6 @@
 //! API keys of an organization. The secret is in the body of create and rotate only.
 
-use aihub_core::{KeyId, OrgId};
+use aihub_core::{KeyId, OrgId, TeamId};
 use aihub_service::keys::{CreateKey, KeyWithSecret, UpdateKey};
 use aihub_service::page::clamp_limit;
 use axum::extract::State;
@@ -35,6 +35,7 @@ struct CreateBody {
     name: String,
     expires_at: Option<DateTime<Utc>>,
     models: Option<Vec<String>>,
+    team_id: Option<TeamId>,
 }
 
 async fn create(
@@ -53,6 +54,7 @@ async fn create(
                 name: body.name,
                 expires_at: body.expires_at,
                 models: body.models,
+                team_id: body.team_id,
             },
         )
         .await?;

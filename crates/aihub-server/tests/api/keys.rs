@@ -8,6 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{api_tests, captured_logs, error_code, spawn_app};
+use crate::limits::join;
 
 api_tests!(
     key_lifecycle,
@@ -17,6 +18,8 @@ api_tests!(
     keys_paginate,
     last_used_is_recorded_off_the_hot_path,
     gateway_errors_speak_openai,
+    team_keys_need_the_team,
+    keys_get_no_more_models_than_their_creator,
 );
 
 async fn key_lifecycle(kind: BackendKind) {
@@ -416,4 +419,152 @@ async fn gateway_errors_speak_openai(kind: BackendKind) {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unknown_url");
     assert_eq!(body["error"]["type"], "invalid_request_error");
+}
+
+/// A key may belong to a team of its organization (its requests then count against the team's
+/// limits and budgets); a member must be in the team, an admin need not, and another
+/// organization's team is not found.
+async fn team_keys_need_the_team(kind: BackendKind) {
+    let app = spawn_app(kind).await;
+    let owner = app.signup("owner@example.com").await;
+    let member = app.signup("member@example.com").await;
+    let admin = app.signup("admin@example.com").await;
+    let other = app.signup("other@example.com").await;
+    join(&app, &owner.org_id, &member, aihub_core::Role::Member).await;
+    join(&app, &owner.org_id, &admin, aihub_core::Role::Admin).await;
+    let org = &owner.org_id;
+    let r = app
+        .post(
+            &format!("/api/v1/orgs/{org}/teams"),
+            &owner.token,
+            json!({"name": "research"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let team = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app
+        .post(
+            &format!("/api/v1/orgs/{}/teams", other.org_id),
+            &other.token,
+            json!({"name": "theirs"}),
+        )
+        .await;
+    let foreign_team = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let keys = format!("/api/v1/orgs/{org}/keys");
+
+    // Not in the team yet: refused; another organization's team: not found.
+    let r = app
+        .post(&keys, &member.token, json!({"name": "k", "team_id": team}))
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = app
+        .post(
+            &keys,
+            &owner.token,
+            json!({"name": "k", "team_id": foreign_team}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // An admin may make a key for any team; a member once they are in it.
+    let r = app
+        .post(&keys, &admin.token, json!({"name": "a", "team_id": team}))
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = app
+        .post(
+            &format!("/api/v1/orgs/{org}/teams/{team}/members"),
+            &owner.token,
+            json!({"user_id": member.user_id}),
+        )
+        .await;
+    assert!(r.status().is_success());
+    let r = app
+        .post(&keys, &member.token, json!({"name": "m", "team_id": team}))
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let key: Value = r.json().await.unwrap();
+    assert_eq!(key["team_id"], json!(team));
+    // The team key works at the gateway.
+    let secret = key["key"].as_str().unwrap();
+    assert_eq!(app.models_status(secret).await, StatusCode::OK);
+
+    // Deleting the team revokes its keys at once.
+    let r = app
+        .delete(&format!("/api/v1/orgs/{org}/teams/{team}"), &owner.token)
+        .await;
+    assert!(r.status().is_success());
+    assert_eq!(app.models_status(secret).await, StatusCode::UNAUTHORIZED);
+}
+
+/// A member limited to some models cannot give a key more: a key for every model gets the
+/// member's list, a wider list is refused, on create and on edit.
+async fn keys_get_no_more_models_than_their_creator(kind: BackendKind) {
+    let app = spawn_app(kind).await;
+    let owner = app.signup("owner@example.com").await;
+    let member = app.signup("member@example.com").await;
+    join(&app, &owner.org_id, &member, aihub_core::Role::Member).await;
+    let org = &owner.org_id;
+    let r = app
+        .patch(
+            &format!("/api/v1/orgs/{org}/members/{}", member.user_id),
+            &owner.token,
+            json!({"models": ["mock-chat"]}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let keys = format!("/api/v1/orgs/{org}/keys");
+
+    let r = app.post(&keys, &member.token, json!({"name": "any"})).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let key: Value = r.json().await.unwrap();
+    assert_eq!(key["models"], json!(["mock-chat"]));
+    let id = key["id"].as_str().unwrap().to_owned();
+
+    let r = app
+        .post(
+            &keys,
+            &member.token,
+            json!({"name": "wide", "models": ["mock-chat", "mock-embedding"]}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(error_code(r).await, "models_not_allowed");
+
+    let r = app
+        .patch(
+            &format!("{keys}/{id}"),
+            &member.token,
+            json!({"models": ["mock-embedding"]}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let r = app
+        .patch(
+            &format!("{keys}/{id}"),
+            &member.token,
+            json!({"models": null}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["models"],
+        json!(["mock-chat"])
+    );
+
+    // The owner is not limited by the member's list.
+    let r = app
+        .post(
+            &keys,
+            &owner.token,
+            json!({"name": "wide", "models": ["mock-chat", "mock-embedding"]}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
 }
