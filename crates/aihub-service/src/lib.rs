@@ -12,11 +12,13 @@ pub mod crypto;
 pub mod error;
 pub mod events;
 pub mod governance;
+pub mod invitations;
 pub mod keys;
 pub mod notify;
 pub mod orgs;
 pub mod page;
 pub mod policy;
+pub mod teams;
 pub mod throttle;
 pub mod usage;
 
@@ -33,6 +35,9 @@ pub struct Services {
     pub store: Store,
     pub accounts: accounts::Accounts,
     pub orgs: orgs::Orgs,
+    pub teams: teams::Teams,
+    /// E-mail invitations into organizations.
+    pub invitations: invitations::Invitations,
     pub keys: keys::Keys,
     pub admin: admin::Admin,
     pub catalog: catalog::Catalog,
@@ -50,31 +55,33 @@ impl Services {
     /// invalid provider configuration.
     pub async fn build(store: Store, config: &Config) -> Result<Self, ServiceError> {
         let events = events::Events::new();
-        let audit = audit::Audit::new(store.clone());
         let hasher = Arc::new(crypto::PasswordHasher::new());
-        let accounts = accounts::Accounts::new(
-            store.clone(),
-            config.auth.clone(),
-            hasher,
-            events.clone(),
-            audit.clone(),
-        );
+        let accounts =
+            accounts::Accounts::new(store.clone(), config.auth.clone(), hasher, events.clone());
         let catalog = catalog::Catalog::load(
             store.clone(),
             config.providers.clone(),
             config.models.clone(),
             config.gateway.secrets_dir.clone(),
-            audit.clone(),
         )
         .await?;
         let alerts = alerts::Alerts::new(store.clone(), &config.smtp, &config.alerts)?;
+        let audit = audit::Audit::new(store.clone());
         Ok(Self {
             alerts,
-            orgs: orgs::Orgs::new(store.clone()),
-            keys: keys::Keys::new(store.clone(), events.clone(), audit.clone()),
-            admin: admin::Admin::new(store.clone(), events.clone(), audit.clone()),
+            orgs: orgs::Orgs::new(store.clone(), events.clone(), audit.clone()),
+            teams: teams::Teams::new(store.clone(), events.clone(), audit.clone()),
+            invitations: invitations::Invitations::new(
+                store.clone(),
+                audit.clone(),
+                &config.smtp,
+                &config.server,
+                &config.auth,
+            )?,
+            keys: keys::Keys::new(store.clone(), events.clone()),
+            admin: admin::Admin::new(store.clone(), events.clone()),
             usage: usage::Usage::new(store.clone()),
-            governance: governance::Governance::new(store.clone(), events.clone(), audit.clone())
+            governance: governance::Governance::new(store.clone(), events.clone())
                 .with_default_plan(config.limits.default_plan.clone().filter(|p| !p.is_empty())),
             accounts,
             catalog,
