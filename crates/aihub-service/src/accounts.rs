@@ -1,5 +1,6 @@
 //! Accounts and sessions: registration (with a personal organization), sign-in with throttling,
-//! session authentication, sign-out, password change.
+//! session authentication, sign-out, password change. Each of them is recorded in the platform
+//! chain of the audit log, every sign-in attempt included.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -11,7 +12,9 @@ use aihub_core::{Email, OrgId, SessionId, UserId};
 use aihub_store::{NewUser, Org, Session, Store, StoreError, User};
 use chrono::Duration;
 use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
 
+use crate::audit::{Audit, Change, SignIn};
 use crate::crypto::{self, PasswordHasher};
 use crate::error::{Result, ServiceError};
 use crate::events::{Events, Invalidation};
@@ -62,6 +65,28 @@ pub struct Accounts {
     hasher: Arc<PasswordHasher>,
     throttle: Arc<LoginThrottle>,
     events: Events,
+    audit: Audit,
+}
+
+/// What the audit log keeps of a user: never the password hash.
+#[must_use]
+pub fn audit_view(user: &User) -> Value {
+    json!({
+        "id": user.id,
+        "email": user.email.as_str(),
+        "name": user.name,
+        "is_platform_admin": user.is_platform_admin,
+        "disabled_at": user.disabled_at,
+    })
+}
+
+/// What the audit log keeps of a new account: the user and their personal organization.
+#[must_use]
+pub fn new_account_view(user: &User, org: &Org) -> Value {
+    json!({
+        "user": audit_view(user),
+        "personal_org": { "id": org.id, "name": org.name },
+    })
 }
 
 impl Accounts {
@@ -71,6 +96,7 @@ impl Accounts {
         config: AuthConfig,
         hasher: Arc<PasswordHasher>,
         events: Events,
+        audit: Audit,
     ) -> Self {
         let throttle = Arc::new(LoginThrottle::new(config.login_throttle.clone()));
         Self {
@@ -79,15 +105,35 @@ impl Accounts {
             hasher,
             throttle,
             events,
+            audit,
         }
     }
 
-    /// Self-service sign-up; refused when registration is turned off in config.
-    pub async fn register(&self, input: Registration) -> Result<(User, Org)> {
+    /// Self-service sign-up; refused when registration is turned off in config. Recorded as
+    /// `auth.register`, done by the new user from `client`.
+    pub async fn register(&self, input: Registration, client: &ClientInfo) -> Result<(User, Org)> {
         if !self.config.allow_registration {
             return Err(ServiceError::RegistrationDisabled);
         }
-        self.create_user(input, false).await
+        let (user, org) = self.create_user(input, false).await?;
+        // Nobody is signed in yet: the record names the account that was just created, which
+        // is who did it. There is no session, so the session id is nil.
+        let registrant = Actor {
+            user_id: user.id,
+            email: user.email.clone(),
+            name: user.name.clone(),
+            is_platform_admin: user.is_platform_admin,
+            session_id: SessionId::from_uuid(uuid::Uuid::nil()),
+            client: client.clone(),
+        };
+        self.audit
+            .record(
+                &registrant,
+                Change::new(None, "auth.register", "user", user.id)
+                    .after(new_account_view(&user, &org)),
+            )
+            .await?;
+        Ok((user, org))
     }
 
     /// Creates a user with their personal organization (Owner). Used by sign-up and by the admin
@@ -147,6 +193,7 @@ impl Accounts {
 
     /// Signs in with e-mail and password. Unknown accounts and wrong passwords get the same
     /// error after the same argon2 work; repeated failures are throttled per account and per IP.
+    /// Every attempt is recorded (`auth.login` or `auth.login_failed` with its reason).
     pub async fn login(
         &self,
         email: &str,
@@ -154,16 +201,29 @@ impl Accounts {
         client: &ClientInfo,
     ) -> Result<LoginOutcome> {
         let account_key = email.trim().to_lowercase();
-        self.throttle.check(&account_key, client.ip)?;
+        if let Err(e) = self.throttle.check(&account_key, client.ip) {
+            self.audit
+                .record_sign_in(SignIn::Throttled, None, email, client)
+                .await?;
+            return Err(e);
+        }
 
-        let user = self.check_password(email, password).await?;
-        let Some(user) = user else {
-            self.throttle.record_failure(&account_key, client.ip);
-            tracing::info!(ip = ?client.ip, "sign-in failed");
-            return Err(ServiceError::InvalidCredentials);
+        let user = match self.check_password(email, password).await? {
+            Checked::Match(user) => user,
+            Checked::Mismatch(found) => {
+                self.throttle.record_failure(&account_key, client.ip);
+                tracing::info!(ip = ?client.ip, "sign-in failed");
+                self.audit
+                    .record_sign_in(SignIn::WrongCredentials, found.map(|u| u.id), email, client)
+                    .await?;
+                return Err(ServiceError::InvalidCredentials);
+            }
         };
         self.throttle.record_success(&account_key);
         if user.disabled_at.is_some() {
+            self.audit
+                .record_sign_in(SignIn::Disabled, Some(user.id), email, client)
+                .await?;
             return Err(ServiceError::AccountDisabled);
         }
 
@@ -183,6 +243,9 @@ impl Accounts {
         };
         self.store.insert_session(&session, &hash).await?;
         tracing::info!(user_id = %user.id, session_id = %session.id, "signed in");
+        self.audit
+            .record_sign_in(SignIn::Succeeded, Some(user.id), email, client)
+            .await?;
         Ok(LoginOutcome {
             token,
             session,
@@ -190,24 +253,28 @@ impl Accounts {
         })
     }
 
-    /// The user whose password this is, or `None` (after equal work) for any mismatch.
-    async fn check_password(&self, email: &str, password: &SecretString) -> Result<Option<User>> {
-        // Oversized input never reaches the hasher; the answer is the same as a wrong password.
-        if check_length(password.expose_secret()).is_err() {
-            return Ok(None);
-        }
+    /// Whether `password` is the password of the account `email`, after equal work whether or
+    /// not that account exists.
+    async fn check_password(&self, email: &str, password: &SecretString) -> Result<Checked> {
         let user = match Email::parse(email) {
             Ok(email) => self.store.user_by_email(&email).await?,
             Err(_) => None,
         };
+        // Oversized input never reaches the hasher; the answer is the same as a wrong password.
+        if check_length(password.expose_secret()).is_err() {
+            return Ok(Checked::Mismatch(user));
+        }
         match user {
             Some(user) => {
-                let ok = self.hasher.verify(password, &user.password_hash).await?;
-                Ok(ok.then_some(user))
+                if self.hasher.verify(password, &user.password_hash).await? {
+                    Ok(Checked::Match(user))
+                } else {
+                    Ok(Checked::Mismatch(Some(user)))
+                }
             }
             None => {
                 self.hasher.verify_dummy(password).await?;
-                Ok(None)
+                Ok(Checked::Mismatch(None))
             }
         }
     }
@@ -246,6 +313,13 @@ impl Accounts {
     /// Ends the caller's session on the server; the token is useless afterwards.
     pub async fn logout(&self, actor: &Actor) -> Result<()> {
         self.store.delete_session(actor.session_id).await?;
+        self.audit
+            .record(
+                actor,
+                Change::new(None, "auth.logout", "user", actor.user_id)
+                    .after(json!({ "session_id": actor.session_id })),
+            )
+            .await?;
         Ok(())
     }
 
@@ -288,6 +362,13 @@ impl Accounts {
             .await?;
         self.events.publish(Invalidation::User(user.id));
         tracing::info!(user_id = %user.id, sessions_ended = ended, "password changed");
+        self.audit
+            .record(
+                actor,
+                Change::new(None, "user.password_change", "user", user.id)
+                    .after(json!({ "other_sessions_ended": ended })),
+            )
+            .await?;
         Ok(())
     }
 
@@ -304,6 +385,13 @@ impl Accounts {
     pub fn session_ttl(&self) -> Duration {
         hours(self.config.session_ttl_hours)
     }
+}
+
+/// The outcome of a password check: the account's user when the password is theirs; otherwise
+/// the account, if there is one, whose password it is not.
+enum Checked {
+    Match(User),
+    Mismatch(Option<User>),
 }
 
 fn parse_name(raw: &str) -> Result<String> {

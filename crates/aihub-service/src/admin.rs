@@ -1,11 +1,13 @@
 //! Platform administration: operator-level actions on users. Only platform admins (a flag on
-//! the user, not an organization role) may call these.
+//! the user, not an organization role) may call these. Changes are recorded in the platform
+//! chain of the audit log.
 
 use aihub_core::UserId;
 use aihub_core::time::now;
 use aihub_store::{Store, User};
 
-use crate::accounts::Actor;
+use crate::accounts::{Actor, audit_view};
+use crate::audit::{Audit, Change};
 use crate::error::{Result, ServiceError};
 use crate::events::{Events, Invalidation};
 use crate::page::Page;
@@ -23,12 +25,17 @@ pub fn require_platform_admin(actor: &Actor) -> Result<()> {
 pub struct Admin {
     store: Store,
     events: Events,
+    audit: Audit,
 }
 
 impl Admin {
     #[must_use]
-    pub fn new(store: Store, events: Events) -> Self {
-        Self { store, events }
+    pub fn new(store: Store, events: Events, audit: Audit) -> Self {
+        Self {
+            store,
+            events,
+            audit,
+        }
     }
 
     pub async fn list_users(
@@ -42,9 +49,14 @@ impl Admin {
         Ok(Page::from_overfetch(rows, limit, |u| u.id))
     }
 
-    /// Grants or revokes platform-admin rights. For the operator CLI, which runs with direct
-    /// access to the database and so needs no acting user.
-    pub async fn set_platform_admin_by_email(&self, email: &str, value: bool) -> Result<User> {
+    /// Grants or revokes platform-admin rights; returns the user before and after. For the
+    /// operator CLI, which runs with direct access to the database and so needs no acting user
+    /// (it records the change itself, as the system).
+    pub async fn set_platform_admin_by_email(
+        &self,
+        email: &str,
+        value: bool,
+    ) -> Result<(User, User)> {
         let email = aihub_core::Email::parse(email)
             .map_err(|e| ServiceError::invalid("invalid_email", e.to_string()))?;
         let user = self
@@ -55,10 +67,12 @@ impl Admin {
         self.store.set_platform_admin(user.id, value, now()).await?;
         self.events.publish(Invalidation::User(user.id));
         tracing::info!(user_id = %user.id, value, "platform admin rights changed");
-        self.store
+        let after = self
+            .store
             .user_by_id(user.id)
             .await?
-            .ok_or(ServiceError::NotFound)
+            .ok_or(ServiceError::NotFound)?;
+        Ok((user, after))
     }
 
     /// Disables or re-enables a user. Disabling ends all their sessions in the same transaction
@@ -77,6 +91,11 @@ impl Admin {
                 message: "you cannot disable your own account".into(),
             });
         }
+        let before = self
+            .store
+            .user_by_id(user)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
         let t = now();
         if !self
             .store
@@ -87,9 +106,24 @@ impl Admin {
         }
         self.events.publish(Invalidation::User(user));
         tracing::info!(actor = %actor.user_id, user_id = %user, disabled, "user status changed");
-        self.store
+        let after = self
+            .store
             .user_by_id(user)
             .await?
-            .ok_or(ServiceError::NotFound)
+            .ok_or(ServiceError::NotFound)?;
+        let action = if disabled {
+            "user.disable"
+        } else {
+            "user.enable"
+        };
+        self.audit
+            .record(
+                actor,
+                Change::new(None, action, "user", user)
+                    .before(audit_view(&before))
+                    .after(audit_view(&after)),
+            )
+            .await?;
+        Ok(after)
     }
 }

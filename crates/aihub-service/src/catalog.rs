@@ -2,7 +2,9 @@
 //! held as an immutable [`CatalogSnapshot`] behind an `ArcSwap`, so the gateway reads it per
 //! request without a lock or a database round trip. Providers and models come from configuration
 //! (read-only here) and from the admin API (stored); prices come from the shipped defaults and
-//! from the admin API. Every admin change rebuilds the snapshot before the call returns.
+//! from the admin API. Every admin change rebuilds the snapshot before the call returns, and is
+//! recorded in the platform chain of the audit log (credentials never are: a provider record
+//! names where its key is read from, not the key).
 
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
@@ -18,10 +20,12 @@ use aihub_store::{ModelRecord, PriceRecord, ProviderRecord, Store, StoreError};
 use arc_swap::ArcSwap;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::accounts::Actor;
 use crate::admin::require_platform_admin;
+use crate::audit::{Audit, Change};
 use crate::error::{Result, ServiceError};
 
 /// The shipped default prices (see the file for sources).
@@ -186,6 +190,7 @@ struct Inner {
     snapshot: ArcSwap<CatalogSnapshot>,
     /// Serializes rebuilds so versions increase with the data they reflect.
     rebuild: tokio::sync::Mutex<u64>,
+    audit: Audit,
 }
 
 impl Catalog {
@@ -196,6 +201,7 @@ impl Catalog {
         providers: Vec<ProviderConfig>,
         models: Vec<ModelConfig>,
         secrets_dir: PathBuf,
+        audit: Audit,
     ) -> Result<Self> {
         let defaults =
             default_prices().map_err(|e| ServiceError::internal(std::io::Error::other(e)))?;
@@ -211,6 +217,7 @@ impl Catalog {
                 secrets_dir,
                 snapshot: ArcSwap::from_pointee(CatalogSnapshot::default()),
                 rebuild: tokio::sync::Mutex::new(0),
+                audit,
             }),
         };
         catalog.reload().await?;
@@ -372,6 +379,19 @@ impl Catalog {
             ))?;
         self.reload().await?;
         tracing::info!(actor = %actor.user_id, provider = %record.name, "provider saved");
+        let action = if existing {
+            "provider.update"
+        } else {
+            "provider.create"
+        };
+        let mut change = Change::new(None, action, "provider", &record.name);
+        if let Some(c) = current {
+            change = change.before(provider_view(c));
+        }
+        self.inner
+            .audit
+            .record(actor, change.after(provider_view(&record)))
+            .await?;
         self.snapshot()
             .providers
             .get(&record.name)
@@ -389,11 +409,23 @@ impl Catalog {
                 message: format!("model {:?} still routes to this provider", m.name),
             });
         }
+        let before = self
+            .inner
+            .store
+            .providers()
+            .await?
+            .into_iter()
+            .find(|p| p.name == name);
         if !self.inner.store.delete_provider(name).await? {
             return Err(ServiceError::NotFound);
         }
         self.reload().await?;
         tracing::info!(actor = %actor.user_id, provider = %name, "provider deleted");
+        let mut change = Change::new(None, "provider.delete", "provider", name);
+        if let Some(b) = &before {
+            change = change.before(provider_view(b));
+        }
+        self.inner.audit.record(actor, change).await?;
         Ok(())
     }
 
@@ -460,6 +492,19 @@ impl Catalog {
             ))?;
         self.reload().await?;
         tracing::info!(actor = %actor.user_id, model = %record.name, "model saved");
+        let action = if existing {
+            "model.update"
+        } else {
+            "model.create"
+        };
+        let mut change = Change::new(None, action, "model", &record.name);
+        if let Some(c) = current {
+            change = change.before(model_view(c));
+        }
+        self.inner
+            .audit
+            .record(actor, change.after(model_view(&record)))
+            .await?;
         self.snapshot()
             .models
             .get(&record.name)
@@ -472,11 +517,23 @@ impl Catalog {
         if self.inner.config_models.iter().any(|m| m.name == name) {
             return Err(managed_by_config());
         }
+        let before = self
+            .inner
+            .store
+            .models()
+            .await?
+            .into_iter()
+            .find(|m| m.name == name);
         if !self.inner.store.delete_model(name).await? {
             return Err(ServiceError::NotFound);
         }
         self.reload().await?;
         tracing::info!(actor = %actor.user_id, model = %name, "model deleted");
+        let mut change = Change::new(None, "model.delete", "model", name);
+        if let Some(b) = &before {
+            change = change.before(model_view(b));
+        }
+        self.inner.audit.record(actor, change).await?;
         Ok(())
     }
 
@@ -535,6 +592,13 @@ impl Catalog {
             ))?;
         self.reload().await?;
         tracing::info!(actor = %actor.user_id, model = %record.model, "price added");
+        self.inner
+            .audit
+            .record(
+                actor,
+                Change::new(None, "price.create", "price", record.id).after(price_view(&record)),
+            )
+            .await?;
         Ok(Price {
             id: record.id,
             model: record.model,
@@ -554,6 +618,45 @@ impl Catalog {
             Ok(())
         }
     }
+}
+
+/// What the audit log keeps of a provider: where its key is read from, never the key.
+fn provider_view(r: &ProviderRecord) -> Value {
+    json!({
+        "id": r.id,
+        "name": r.name,
+        "kind": r.kind,
+        "base_url": r.base_url,
+        "api_key_env": r.api_key_env,
+        "api_key_file": r.api_key_file,
+        "api_version": r.api_version,
+        "connect_timeout_ms": r.connect_timeout_ms,
+        "first_byte_timeout_ms": r.first_byte_timeout_ms,
+        "total_timeout_ms": r.total_timeout_ms,
+        "mock_latency_ms": r.mock_latency_ms,
+        "mock_chunk_interval_ms": r.mock_chunk_interval_ms,
+    })
+}
+
+fn model_view(r: &ModelRecord) -> Value {
+    json!({
+        "id": r.id,
+        "name": r.name,
+        "provider": r.provider,
+        "upstream_model": r.upstream_model,
+    })
+}
+
+fn price_view(r: &PriceRecord) -> Value {
+    json!({
+        "id": r.id,
+        "model": r.model,
+        "currency": r.currency,
+        "input_micros": r.input_micros,
+        "cached_input_micros": r.cached_input_micros,
+        "output_micros": r.output_micros,
+        "effective_from": r.effective_from,
+    })
 }
 
 fn managed_by_config() -> ServiceError {

@@ -2,12 +2,18 @@
 //! [`aihub_core::governance`], the permission checks, and an [`Invalidation::Policy`] after every
 //! change so the gateway enforces the new rules on the next request. Plans are platform-wide and
 //! edited by platform admins only. [`Governance::org_policy`], [`Governance::spent_since`] and
-//! [`Governance::tokens_since`] are the gateway's reads and check no permission.
+//! [`Governance::tokens_since`] are the gateway's reads and check no permission. Every change is
+//! recorded in the audit log: limits, budgets and plan assignments in the organization's chain,
+//! plans in the platform chain.
+//!
+//! A caller who manages rules only on their own keys (`*.manage_own`, not Owner or Admin) cannot
+//! give a key more than the tightest rule of the same kind on their own user scope: a key's
+//! limits and budgets stay within what the organization gave its owner.
 
 use aihub_core::governance::{
     BudgetPolicy, BudgetRule, DEFAULT_THRESHOLDS, LimitRule, OrgPolicy, Period, Plan, ScopeType,
 };
-use aihub_core::money::parse_decimal_micros;
+use aihub_core::money::{format_decimal_micros, parse_decimal_micros};
 use aihub_core::secret::Secret;
 use aihub_core::time::now;
 use aihub_core::{Currency, Email, KeyId, OrgId, UserId};
@@ -16,10 +22,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
+use serde_json::json;
 use uuid::Uuid;
 
 use crate::accounts::Actor;
 use crate::admin::require_platform_admin;
+use crate::audit::{Audit, Change};
 use crate::crypto;
 use crate::error::{Result, ServiceError};
 use crate::events::{Events, Invalidation};
@@ -42,6 +50,7 @@ pub const DEFAULT_PLAN: &str = "free";
 pub struct Governance {
     store: Store,
     events: Events,
+    audit: Audit,
     /// `limits.default_plan`: the plan of orgs given none (`None`: no plan limits).
     default_plan: Option<String>,
 }
@@ -160,10 +169,11 @@ pub struct Quota {
 
 impl Governance {
     #[must_use]
-    pub fn new(store: Store, events: Events) -> Self {
+    pub fn new(store: Store, events: Events, audit: Audit) -> Self {
         Self {
             store,
             events,
+            audit,
             default_plan: Some(DEFAULT_PLAN.to_owned()),
         }
     }
@@ -249,12 +259,19 @@ impl Governance {
             updated_at: t,
         };
         require_some_limit(&rule)?;
+        self.cap_own_limit(scope, &rule, None).await?;
         self.store
             .insert_limit(&rule)
             .await
             .map_err(limit_conflict)?;
         self.changed(scope.org_id());
         tracing::info!(org_id = %rule.org_id, limit_id = %rule.id, scope = rule.scope.as_str(), "rate limit created");
+        self.audit
+            .record(
+                scope.actor(),
+                Change::new(Some(rule.org_id), "limit.create", "limit", rule.id).after(&rule),
+            )
+            .await?;
         Ok(rule)
     }
 
@@ -273,6 +290,7 @@ impl Governance {
             Action::LimitsManageOwn,
         )
         .await?;
+        let before = rule.clone();
         if let Some(model) = input.model {
             rule.model = model.as_deref().map(parse_model).transpose()?;
         }
@@ -286,6 +304,7 @@ impl Governance {
             rule.concurrency = positive("concurrency", c)?;
         }
         require_some_limit(&rule)?;
+        self.cap_own_limit(scope, &rule, Some(&before)).await?;
         rule.updated_at = now();
         if !self
             .store
@@ -296,6 +315,14 @@ impl Governance {
             return Err(ServiceError::NotFound);
         }
         self.changed(scope.org_id());
+        self.audit
+            .record(
+                scope.actor(),
+                Change::new(Some(rule.org_id), "limit.update", "limit", rule.id)
+                    .before(&before)
+                    .after(&rule),
+            )
+            .await?;
         Ok(rule)
     }
 
@@ -314,6 +341,12 @@ impl Governance {
         }
         self.changed(scope.org_id());
         tracing::info!(org_id = %scope.org_id(), limit_id = %id, "rate limit deleted");
+        self.audit
+            .record(
+                scope.actor(),
+                Change::new(Some(scope.org_id()), "limit.delete", "limit", id).before(&rule),
+            )
+            .await?;
         Ok(())
     }
 
@@ -392,9 +425,16 @@ impl Governance {
             created_at: t,
             updated_at: t,
         };
+        self.cap_own_budget(scope, &rule, None).await?;
         self.store.insert_budget(&rule).await?;
         self.changed(scope.org_id());
         tracing::info!(org_id = %rule.org_id, budget_id = %rule.id, scope = rule.scope.as_str(), "budget created");
+        self.audit
+            .record(
+                scope.actor(),
+                Change::new(Some(rule.org_id), "budget.create", "budget", rule.id).after(&rule),
+            )
+            .await?;
         Ok(BudgetWithSecret {
             budget: rule,
             webhook_secret: secret.map(SecretString::from),
@@ -416,6 +456,7 @@ impl Governance {
             Action::BudgetsManageOwn,
         )
         .await?;
+        let before = rule.clone();
         if let Some(name) = input.name {
             rule.name = name.as_deref().map(parse_budget_name).transpose()?;
         }
@@ -455,11 +496,20 @@ impl Governance {
                 minted = Some(SecretString::from(s));
             }
         }
+        self.cap_own_budget(scope, &rule, Some(&before)).await?;
         rule.updated_at = now();
         if !self.store.update_budget(&rule).await? {
             return Err(ServiceError::NotFound);
         }
         self.changed(scope.org_id());
+        self.audit
+            .record(
+                scope.actor(),
+                Change::new(Some(rule.org_id), "budget.update", "budget", rule.id)
+                    .before(&before)
+                    .after(&rule),
+            )
+            .await?;
         Ok(BudgetWithSecret {
             budget: rule,
             webhook_secret: minted,
@@ -495,6 +545,13 @@ impl Governance {
         }
         self.changed(scope.org_id());
         tracing::info!(org_id = %rule.org_id, budget_id = %rule.id, "budget webhook secret rotated");
+        // The secret itself is never recorded; that it changed is.
+        self.audit
+            .record(
+                scope.actor(),
+                Change::new(Some(rule.org_id), "budget.rotate_secret", "budget", rule.id),
+            )
+            .await?;
         Ok(BudgetWithSecret {
             budget: rule,
             webhook_secret: Some(SecretString::from(s)),
@@ -516,6 +573,12 @@ impl Governance {
         }
         self.changed(scope.org_id());
         tracing::info!(org_id = %scope.org_id(), budget_id = %id, "budget deleted");
+        self.audit
+            .record(
+                scope.actor(),
+                Change::new(Some(scope.org_id()), "budget.delete", "budget", id).before(&rule),
+            )
+            .await?;
         Ok(())
     }
 
@@ -577,12 +640,19 @@ impl Governance {
         };
         self.store.insert_plan(&plan).await.map_err(plan_conflict)?;
         tracing::info!(actor = %actor.user_id, plan = %plan.name, "plan created");
+        self.audit
+            .record(
+                actor,
+                Change::new(None, "plan.create", "plan", plan.id).after(&plan),
+            )
+            .await?;
         Ok(plan)
     }
 
     pub async fn update_plan(&self, actor: &Actor, id: Uuid, input: UpdatePlan) -> Result<Plan> {
         require_platform_admin(actor)?;
         let mut plan = self.store.plan(id).await?.ok_or(ServiceError::NotFound)?;
+        let before = plan.clone();
         if let Some(name) = input.name {
             let name = parse_plan_name(&name)?;
             if self.default_plan.as_deref() == Some(plan.name.as_str()) && name != plan.name {
@@ -635,6 +705,14 @@ impl Governance {
             self.changed(org);
         }
         tracing::info!(actor = %actor.user_id, plan = %plan.name, "plan updated");
+        self.audit
+            .record(
+                actor,
+                Change::new(None, "plan.update", "plan", plan.id)
+                    .before(&before)
+                    .after(&plan),
+            )
+            .await?;
         Ok(plan)
     }
 
@@ -646,11 +724,24 @@ impl Governance {
             PlanRef::Name(name) => self.store.plan_by_name(name.trim()).await?,
         }
         .ok_or_else(|| ServiceError::invalid("unknown_plan", "there is no such plan"))?;
+        let before = self
+            .store
+            .org_plan(org, self.default_plan.as_deref())
+            .await?;
         if !self.store.set_org_plan(org, plan.id, now()).await? {
             return Err(ServiceError::NotFound);
         }
         self.changed(org);
         tracing::info!(actor = %actor.user_id, org_id = %org, plan = %plan.name, "org plan set");
+        let named = |p: &Plan| json!({ "id": p.id, "name": p.name });
+        self.audit
+            .record(
+                actor,
+                Change::new(Some(org), "org.plan_assign", "org", org)
+                    .before(json!({ "plan": before.as_ref().map(named) }))
+                    .after(json!({ "plan": named(&plan) })),
+            )
+            .await?;
         Ok(plan)
     }
 
@@ -713,6 +804,112 @@ impl Governance {
         }
     }
 
+    /// Refuses a limit that a caller managing only their own keys sets on one of them above the
+    /// tightest limit of the same kind on their user scope. A limit "of the same kind" counts the
+    /// same metric (rpm, tpm, concurrency) for the same model, or for every model. Only values
+    /// that are new or raised are checked, so lowering a limit an Admin set higher is allowed.
+    async fn cap_own_limit(
+        &self,
+        scope: &OrgScope,
+        rule: &LimitRule,
+        before: Option<&LimitRule>,
+    ) -> Result<()> {
+        if scope.can(Action::LimitsManage) || rule.scope != ScopeType::Key {
+            return Ok(());
+        }
+        let me = scope.actor().user_id.as_uuid();
+        let caps: Vec<LimitRule> = self
+            .store
+            .list_limits(scope.org_id())
+            .await?
+            .into_iter()
+            .filter(|u| {
+                u.scope == ScopeType::User
+                    && u.scope_id == me
+                    && (u.model.is_none() || u.model == rule.model)
+            })
+            .collect();
+        let model_changed = before.is_none_or(|b| b.model != rule.model);
+        let metrics: [(&str, Metric); 3] = [
+            ("rpm", |r| r.rpm),
+            ("tpm", |r| r.tpm),
+            ("concurrency", |r| r.concurrency),
+        ];
+        for (metric, value) in metrics {
+            let Some(new) = value(rule) else { continue };
+            let raised = model_changed || before.and_then(value).is_none_or(|old| new > old);
+            let tightest = caps
+                .iter()
+                .filter_map(|u| value(u).map(|v| (v, u.id)))
+                .min_by_key(|(v, _)| *v);
+            if raised
+                && let Some((cap, cap_id)) = tightest
+                && new > cap
+            {
+                return Err(ServiceError::invalid(
+                    "above_user_limit",
+                    format!(
+                        "{metric} {new} is above the {metric} of {cap} that your own rate limit \
+                         {cap_id} allows; only an Owner or Admin can set a key's limit higher"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a budget that a caller managing only their own keys sets on one of them above the
+    /// tightest budget on their user scope with the same period and currency. Checked when the
+    /// budget is created, its amount raised, or its period or currency changed.
+    async fn cap_own_budget(
+        &self,
+        scope: &OrgScope,
+        rule: &BudgetRule,
+        before: Option<&BudgetRule>,
+    ) -> Result<()> {
+        if scope.can(Action::BudgetsManage) || rule.scope != ScopeType::Key {
+            return Ok(());
+        }
+        let raised = before.is_none_or(|b| {
+            b.period != rule.period
+                || b.currency != rule.currency
+                || rule.amount_micros > b.amount_micros
+        });
+        if !raised {
+            return Ok(());
+        }
+        let me = scope.actor().user_id.as_uuid();
+        let tightest = self
+            .store
+            .list_budgets(scope.org_id())
+            .await?
+            .into_iter()
+            .filter(|u| {
+                u.scope == ScopeType::User
+                    && u.scope_id == me
+                    && u.period == rule.period
+                    && u.currency == rule.currency
+            })
+            .min_by_key(|u| u.amount_micros);
+        match tightest {
+            Some(cap) if rule.amount_micros > cap.amount_micros => Err(ServiceError::invalid(
+                "above_user_budget",
+                format!(
+                    "{} {} {} is above the {} {} {} of your own budget {}; only an Owner \
+                         or Admin can give a key a larger budget",
+                    format_decimal_micros(rule.amount_micros),
+                    rule.currency,
+                    rule.period.as_str(),
+                    format_decimal_micros(cap.amount_micros),
+                    cap.currency,
+                    cap.period.as_str(),
+                    cap.id
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// `Forbidden` unless the caller may manage rules on this scope: `all` anywhere, `own` on
     /// keys they own.
     async fn require_manage(
@@ -735,6 +932,9 @@ impl Governance {
         Err(ServiceError::Forbidden)
     }
 }
+
+/// One metric of a rate limit.
+type Metric = fn(&LimitRule) -> Option<u64>;
 
 fn require_any(scope: &OrgScope, all: Action, own: Action) -> Result<()> {
     if scope.can(all) || scope.can(own) {

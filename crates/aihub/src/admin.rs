@@ -1,11 +1,13 @@
 //! `aihub admin …`: operator tasks run against the database directly, through the same services
-//! the API uses.
+//! the API uses. Each change is recorded in the platform chain of the audit log, done by the
+//! system as [`CLI_ACTOR`].
 
 use std::io::{BufRead, Write};
 
 use aihub_core::config::Config;
 use aihub_service::Services;
-use aihub_service::accounts::Registration;
+use aihub_service::accounts::{Registration, audit_view, new_account_view};
+use aihub_service::audit::Change;
 use aihub_store::Store;
 use anyhow::{Context, bail};
 use secrecy::SecretString;
@@ -14,6 +16,9 @@ use crate::cli::AdminCommand;
 
 /// Environment variable read for the new user's password before falling back to stdin.
 pub const PASSWORD_ENV: &str = "AIHUB_ADMIN_PASSWORD";
+
+/// Who the audit log says made a change from the command line.
+pub const CLI_ACTOR: &str = "aihub admin (command line)";
 
 pub async fn run(cmd: AdminCommand, config: Config) -> anyhow::Result<()> {
     let store = Store::connect(&config.database)
@@ -45,6 +50,15 @@ async fn run_with(cmd: AdminCommand, config: &Config, store: Store) -> anyhow::R
                 )
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
+            services
+                .audit
+                .record_system(
+                    CLI_ACTOR,
+                    Change::new(None, "user.create", "user", user.id)
+                        .after(new_account_view(&user, &org)),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("recording the change in the audit log: {e}"))?;
             writeln!(
                 out,
                 "created user {} <{}>{} with organization {}",
@@ -59,7 +73,7 @@ async fn run_with(cmd: AdminCommand, config: &Config, store: Store) -> anyhow::R
             )?;
         }
         AdminCommand::SetPlatformAdmin(args) => {
-            let user = services
+            let (before, user) = services
                 .admin
                 .set_platform_admin_by_email(&args.email, args.value)
                 .await
@@ -69,6 +83,16 @@ async fn run_with(cmd: AdminCommand, config: &Config, store: Store) -> anyhow::R
                     }
                     other => anyhow::anyhow!("{other}"),
                 })?;
+            services
+                .audit
+                .record_system(
+                    CLI_ACTOR,
+                    Change::new(None, "user.platform_admin", "user", user.id)
+                        .before(audit_view(&before))
+                        .after(audit_view(&user)),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("recording the change in the audit log: {e}"))?;
             writeln!(
                 out,
                 "user {} platform admin: {}",

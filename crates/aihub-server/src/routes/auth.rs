@@ -39,16 +39,20 @@ struct RegisterResponse {
 
 async fn register(
     State(state): State<AppState>,
+    client: Client,
     ApiJson(body): ApiJson<RegisterBody>,
 ) -> Result<Response, ApiError> {
     let (user, org) = state
         .services
         .accounts
-        .register(Registration {
-            email: body.email,
-            password: body.password,
-            name: body.name,
-        })
+        .register(
+            Registration {
+                email: body.email,
+                password: body.password,
+                name: body.name,
+            },
+            &client.info,
+        )
         .await?;
     let body = RegisterResponse {
         user: UserView::from(&user),
