@@ -55,18 +55,24 @@ impl Services {
     /// invalid provider configuration.
     pub async fn build(store: Store, config: &Config) -> Result<Self, ServiceError> {
         let events = events::Events::new();
+        let audit = audit::Audit::new(store.clone());
         let hasher = Arc::new(crypto::PasswordHasher::new());
-        let accounts =
-            accounts::Accounts::new(store.clone(), config.auth.clone(), hasher, events.clone());
+        let accounts = accounts::Accounts::new(
+            store.clone(),
+            config.auth.clone(),
+            hasher,
+            events.clone(),
+            audit.clone(),
+        );
         let catalog = catalog::Catalog::load(
             store.clone(),
             config.providers.clone(),
             config.models.clone(),
             config.gateway.secrets_dir.clone(),
+            audit.clone(),
         )
         .await?;
         let alerts = alerts::Alerts::new(store.clone(), &config.smtp, &config.alerts)?;
-        let audit = audit::Audit::new(store.clone());
         Ok(Self {
             alerts,
             orgs: orgs::Orgs::new(store.clone(), events.clone(), audit.clone()),
@@ -78,10 +84,10 @@ impl Services {
                 &config.server,
                 &config.auth,
             )?,
-            keys: keys::Keys::new(store.clone(), events.clone()),
-            admin: admin::Admin::new(store.clone(), events.clone()),
+            keys: keys::Keys::new(store.clone(), events.clone(), audit.clone()),
+            admin: admin::Admin::new(store.clone(), events.clone(), audit.clone()),
             usage: usage::Usage::new(store.clone()),
-            governance: governance::Governance::new(store.clone(), events.clone())
+            governance: governance::Governance::new(store.clone(), events.clone(), audit.clone())
                 .with_default_plan(config.limits.default_plan.clone().filter(|p| !p.is_empty())),
             accounts,
             catalog,
