@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod alerts;
+pub mod audit;
 pub mod auth;
 pub mod budgets;
 pub mod catalog;
@@ -48,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .merge(limits::router())
         .merge(budgets::router())
         .merge(plans::router())
+        .merge(audit::router())
         .layer(DefaultBodyLimit::max(state.config.server.max_body_bytes))
         .layer(from_fn_with_state(state.clone(), require_session));
     // `/v1` bodies are read by the handlers, bounded by `gateway.max_request_bytes`.
