@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use aihub_core::OrgId;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -34,6 +35,9 @@ pub enum Command {
     /// Administrative tasks.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 impl Default for Command {
@@ -56,6 +60,22 @@ pub enum AdminCommand {
     CreateUser(CreateUserArgs),
     /// Grant or revoke platform-admin rights of an existing user.
     SetPlatformAdmin(SetPlatformAdminArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the audit log's hash chains and report the first broken link of each broken
+    /// chain. Exit status 0 when every chain is intact, 1 when one is broken (or verification
+    /// could not run).
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Check only this organization's chain (by id); default: every chain, the platform's
+    /// included.
+    #[arg(long)]
+    pub org: Option<OrgId>,
 }
 
 #[derive(Debug, Args)]
@@ -117,6 +137,20 @@ mod tests {
         assert!(
             matches!(cli.command, Some(Command::Admin(AdminCommand::CreateUser(ref a))) if a.platform_admin)
         );
+        let cli = Cli::try_parse_from(["aihub", "audit", "verify"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Audit(AuditCommand::Verify(VerifyArgs {
+                org: None
+            })))
+        ));
+        let org = OrgId::new();
+        let cli =
+            Cli::try_parse_from(["aihub", "audit", "verify", "--org", &org.to_string()]).unwrap();
+        assert!(
+            matches!(cli.command, Some(Command::Audit(AuditCommand::Verify(VerifyArgs { org: Some(o) }))) if o == org)
+        );
+        assert!(Cli::try_parse_from(["aihub", "audit", "verify", "--org", "acme"]).is_err());
         // There is no way to pass a password on the command line.
         assert!(
             Cli::try_parse_from([

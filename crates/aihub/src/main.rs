@@ -2,6 +2,7 @@
 //! over to the library crates. Everything of substance lives in them.
 
 mod admin;
+mod audit;
 mod cli;
 mod config;
 
@@ -37,7 +38,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli.command.unwrap_or_default(), config)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             tracing::error!("{e:#}");
             ExitCode::FAILURE
@@ -45,11 +46,12 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(_) => {
             let app = Application::build(config).await?;
-            app.run_until(shutdown_signal()).await
+            app.run_until(shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => {
             let store = aihub_store::Store::connect(&config.database)
@@ -58,9 +60,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             store.migrate().await.context("applying migrations")?;
             store.close().await;
             tracing::info!("database is up to date");
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
-        Command::Admin(cmd) => admin::run(cmd, config).await,
+        Command::Admin(cmd) => admin::run(cmd, config).await.map(|()| ExitCode::SUCCESS),
+        Command::Audit(cmd) => audit::run(cmd, config).await,
     }
 }
 
