@@ -383,3 +383,47 @@ impl Store {
         .map_err(StoreError::from)
     }
 }
+
+/// Test support: writing the log the way someone with access to the database could, outside the
+/// rules [`Store::append_audit`] keeps.
+#[cfg(feature = "testing")]
+impl Store {
+    /// Writes stored records exactly as given — sequence numbers, links and hashes included — and
+    /// moves each chain's head to the last of them, in one transaction: for tests that need a
+    /// long chain quickly, or a broken one.
+    pub async fn insert_audit_rows(&self, rows: &[AuditRecord]) -> Result<()> {
+        const SET_HEAD: &str = "INSERT INTO audit_heads (chain_id, seq, hash) VALUES ($1, $2, $3) \
+             ON CONFLICT (chain_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash";
+        on_backend!(self.writer(), |p| {
+            let mut tx = p.begin().await?;
+            for r in rows {
+                insert_record!(
+                    tx,
+                    r.chain_id,
+                    r.seq,
+                    r.record,
+                    &r.prev_hash[..],
+                    &r.hash[..]
+                )?;
+                sqlx::query(SET_HEAD)
+                    .bind(r.chain_id)
+                    .bind(r.seq)
+                    .bind(&r.hash[..])
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Runs `sql` — one or more statements, no binds — as written: to tamper with the log in a
+    /// test (drop a trigger, then alter or delete a row).
+    pub async fn tamper_with_audit_log(&self, sql: &str) -> Result<()> {
+        on_backend!(self.writer(), |p| sqlx::raw_sql(sql)
+            .execute(p)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+}
