@@ -292,9 +292,10 @@ impl Accounts {
         let t = now();
         let s = &found.session;
         let idle_limit = minutes(self.config.session_idle_minutes);
+        // Refused, not deleted: a refused request writes nothing (the periodic sweep removes
+        // stale sessions; a disabled user's sessions were ended when they were disabled).
         if s.expires_at <= t || s.last_seen_at + idle_limit <= t || found.user.disabled_at.is_some()
         {
-            self.store.delete_session(s.id).await?;
             return Err(ServiceError::Unauthenticated);
         }
         if (t - s.last_seen_at).num_seconds() >= TOUCH_INTERVAL_SECS {

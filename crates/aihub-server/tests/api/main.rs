@@ -12,7 +12,9 @@
 )]
 
 mod helpers;
+mod surface;
 
+mod access;
 mod admin;
 mod alerts;
 mod auth;
