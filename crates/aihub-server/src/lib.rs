@@ -9,6 +9,7 @@ pub mod routes;
 pub mod serve;
 pub mod session;
 pub mod state;
+pub mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;

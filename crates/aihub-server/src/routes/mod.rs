@@ -60,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(api)
         .merge(gateway)
+        .merge(crate::web::router(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(CatchPanicLayer::custom(|_| panic_response()))

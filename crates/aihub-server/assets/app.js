@@ -1,0 +1,23 @@
+// AI Hub dashboard: the little the pages need beyond plain HTML forms. Every page works
+// without it. Served from /assets (CSP: no inline script).
+"use strict";
+
+document.addEventListener("DOMContentLoaded", () => {
+  // Copy buttons: data-copy names the element whose text is copied.
+  for (const button of document.querySelectorAll("button[data-copy]")) {
+    button.addEventListener("click", async () => {
+      const source = document.getElementById(button.dataset.copy);
+      if (!source || !navigator.clipboard) return;
+      try {
+        await navigator.clipboard.writeText(source.textContent.trim());
+        button.textContent = button.dataset.copied || button.textContent;
+      } catch (_) {
+        // Clipboard refused (no permission): the text stays selectable by hand.
+      }
+    });
+  }
+  // Selects marked data-autosubmit submit their form on change (the button stays for no-JS).
+  for (const select of document.querySelectorAll("select[data-autosubmit]")) {
+    select.addEventListener("change", () => select.form && select.form.submit());
+  }
+});

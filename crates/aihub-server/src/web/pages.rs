@@ -1,0 +1,374 @@
+//! What every page shares: the layout context ([`Ctx`]), the signed-in [`Session`] extractor
+//! (redirecting to `/login` without one), rendering, redirects, the organization switcher, and
+//! error pages whose status and code are those of the JSON API.
+
+use std::str::FromStr;
+
+use aihub_core::OrgId;
+use aihub_service::ServiceError;
+use aihub_service::accounts::Actor;
+use aihub_service::orgs::OrgScope;
+use askama::Template;
+use axum::extract::FromRequestParts;
+use axum::http::header::{CONTENT_TYPE, LOCATION, RETRY_AFTER};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::assets;
+use super::csrf;
+use super::i18n::{Lang, Strings};
+use crate::error::ApiError;
+use crate::extract::client_of;
+use crate::state::AppState;
+
+/// `?next=…`: where to go after signing in or switching language.
+#[derive(Debug, Deserialize)]
+pub struct NextQuery {
+    pub next: Option<String>,
+}
+
+/// One entry of the language switcher.
+pub struct LangLink {
+    pub tag: &'static str,
+    pub name: &'static str,
+    pub current: bool,
+}
+
+/// One entry of the organization switcher.
+pub struct OrgChoice {
+    pub id: String,
+    pub name: String,
+    pub personal: bool,
+    pub selected: bool,
+}
+
+/// What the layout (`base.html`) needs on every page.
+pub struct Ctx {
+    pub t: &'static Strings,
+    pub lang: Lang,
+    /// This page's path and query, for the language links to come back to.
+    pub here: String,
+    /// The signed-in user's display name (their e-mail if they gave none).
+    pub user: Option<String>,
+    /// The token for this page's forms.
+    pub csrf: String,
+    /// Which navigation entry is current: `overview`, `keys`, or empty.
+    pub nav: &'static str,
+    pub orgs: Vec<OrgChoice>,
+    /// `?org=…` of the selected organization, for links between pages.
+    pub org_query: String,
+    pub css: &'static str,
+    pub js: &'static str,
+}
+
+impl Ctx {
+    /// The context of a page seen without signing in.
+    #[must_use]
+    pub fn public(lang: Lang, here: &str, csrf: String) -> Self {
+        Self {
+            t: lang.strings(),
+            lang,
+            here: here.to_owned(),
+            user: None,
+            csrf,
+            nav: "",
+            orgs: Vec::new(),
+            org_query: String::new(),
+            css: assets::css_url(),
+            js: assets::js_url(),
+        }
+    }
+
+    #[must_use]
+    pub fn langs(&self) -> Vec<LangLink> {
+        Lang::ALL
+            .into_iter()
+            .map(|l| LangLink {
+                tag: l.tag(),
+                name: l.native_name(),
+                current: l == self.lang,
+            })
+            .collect()
+    }
+}
+
+/// A signed-in browser: the session cookie resolved by the accounts service. Without a valid
+/// one, a page request is redirected to `/login` (with `?next=` for a `GET`).
+pub struct Session {
+    pub actor: Actor,
+    pub lang: Lang,
+    /// The token for this session's forms.
+    pub csrf: String,
+    /// Whether the browser reached us over HTTPS (for cookie attributes).
+    pub tls: bool,
+}
+
+impl Session {
+    /// The layout context for a page of this session.
+    #[must_use]
+    pub fn ctx(&self, here: &str, nav: &'static str) -> Ctx {
+        let name = if self.actor.name.trim().is_empty() {
+            self.actor.email.as_str().to_owned()
+        } else {
+            self.actor.name.clone()
+        };
+        Ctx {
+            user: Some(name),
+            nav,
+            ..Ctx::public(self.lang, here, self.csrf.clone())
+        }
+    }
+
+    /// An error page for a service refusal, in this session's language.
+    #[must_use]
+    pub fn error(&self, e: ServiceError) -> Response {
+        service_error_page(self.lang, e)
+    }
+}
+
+impl FromRequestParts<AppState> for Session {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let lang = Lang::negotiate(&parts.headers);
+        let to_login = || {
+            if parts.method == Method::GET {
+                let here = parts
+                    .uri
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str())
+                    .to_owned();
+                if here == "/" {
+                    redirect("/login")
+                } else {
+                    redirect(&format!("/login?next={}", urlencode(&here)))
+                }
+            } else {
+                redirect("/login")
+            }
+        };
+        let Some(token) = csrf::session_cookie(&parts.headers) else {
+            return Err(to_login());
+        };
+        let client = client_of(parts, state);
+        match state
+            .services
+            .accounts
+            .authenticate(&token, client.info)
+            .await
+        {
+            Ok(actor) => Ok(Session {
+                actor,
+                lang,
+                csrf: csrf::token_for(&token),
+                tls: client.tls,
+            }),
+            Err(ServiceError::Unauthenticated) => Err(to_login()),
+            Err(e) => Err(service_error_page(lang, e)),
+        }
+    }
+}
+
+/// The organization a page shows (`?org=`, else the personal one, else the first), the
+/// capability to act in it, and the switcher's entries.
+pub async fn select_org(
+    state: &AppState,
+    session: &Session,
+    requested: Option<&str>,
+) -> Result<(OrgScope, Vec<OrgChoice>), ServiceError> {
+    let memberships = state.services.orgs.list(&session.actor).await?;
+    let id = match requested.filter(|s| !s.is_empty()) {
+        Some(s) => OrgId::from_str(s).map_err(|_| ServiceError::NotFound)?,
+        None => memberships
+            .iter()
+            .find(|m| m.org.is_personal)
+            .or_else(|| memberships.first())
+            .map(|m| m.org.id)
+            .ok_or(ServiceError::NotFound)?,
+    };
+    let scope = state.services.orgs.scope(&session.actor, id).await?;
+    let mut choices: Vec<OrgChoice> = memberships
+        .iter()
+        .map(|m| OrgChoice {
+            id: m.org.id.to_string(),
+            name: m.org.name.clone(),
+            personal: m.org.is_personal,
+            selected: m.org.id == id,
+        })
+        .collect();
+    // A platform admin may look at an organization they are not a member of.
+    if !choices.iter().any(|c| c.selected) {
+        choices.push(OrgChoice {
+            id: id.to_string(),
+            name: scope.org().name.clone(),
+            personal: scope.org().is_personal,
+            selected: true,
+        });
+    }
+    Ok((scope, choices))
+}
+
+/// Renders a page as `text/html`.
+pub fn render(status: StatusCode, page: &impl Template) -> Response {
+    match page.render() {
+        Ok(body) => (
+            status,
+            [(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            )],
+            body,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "a page failed to render");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+/// `303 See Other` to a path of ours.
+#[must_use]
+pub fn redirect(to: &str) -> Response {
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        resp.headers_mut().insert(LOCATION, v);
+    }
+    resp
+}
+
+/// `next` if it is a path on this site, else `/`: never an open redirect.
+#[must_use]
+pub fn local_path(next: Option<&str>) -> String {
+    match next {
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && !p.starts_with("/\\")
+                && !p.chars().any(char::is_control) =>
+        {
+            p.to_owned()
+        }
+        _ => "/".to_owned(),
+    }
+}
+
+/// Percent-encodes everything but unreserved characters and `/`.
+#[must_use]
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    ctx: Ctx,
+    message: &'static str,
+    code: &'static str,
+    detail: Option<String>,
+}
+
+/// The translated message for an error code of the API (docs/errors.md).
+#[must_use]
+pub fn message_for(t: &'static Strings, status: StatusCode, code: &str) -> &'static str {
+    match code {
+        "invalid_credentials" => t.err_invalid_credentials,
+        "too_many_attempts" => t.err_too_many_attempts,
+        "account_disabled" => t.err_account_disabled,
+        "registration_disabled" => t.err_registration_disabled,
+        "email_taken" => t.err_email_taken,
+        "invalid_email" => t.err_invalid_email,
+        "invalid_password" => t.err_invalid_password,
+        "unauthorized" => t.err_unauthorized,
+        "forbidden" => t.err_forbidden,
+        "not_found" => t.err_not_found,
+        "csrf_failed" => t.err_csrf,
+        "internal_error" => t.err_internal,
+        _ => match status {
+            StatusCode::UNPROCESSABLE_ENTITY => t.err_invalid_input,
+            StatusCode::CONFLICT => t.err_conflict,
+            StatusCode::FORBIDDEN => t.err_forbidden,
+            StatusCode::NOT_FOUND => t.err_not_found,
+            s if s.is_server_error() => t.err_internal,
+            _ => t.err_bad_request,
+        },
+    }
+}
+
+/// An error page. `detail` is the service's own (English) message, shown to English readers.
+#[must_use]
+pub fn error_page(
+    lang: Lang,
+    status: StatusCode,
+    code: &'static str,
+    detail: Option<String>,
+) -> Response {
+    let t = lang.strings();
+    let page = ErrorPage {
+        ctx: Ctx::public(lang, "/", String::new()),
+        message: message_for(t, status, code),
+        code,
+        detail: detail.filter(|_| lang == Lang::En),
+    };
+    render(status, &page)
+}
+
+/// A service error as a page, with the status and code the JSON API would answer. Internal
+/// errors are logged here, once, by the API's own mapping.
+#[must_use]
+pub fn service_error_page(lang: Lang, e: ServiceError) -> Response {
+    let api = ApiError::from(e);
+    let detail = (api.status == StatusCode::UNPROCESSABLE_ENTITY).then(|| api.message.clone());
+    let mut resp = error_page(lang, api.status, api.code, detail);
+    if let Some(wait) = api.retry_after {
+        resp.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_followed() {
+        assert_eq!(local_path(Some("/keys?org=1")), "/keys?org=1");
+        assert_eq!(local_path(None), "/");
+        assert_eq!(local_path(Some("https://evil.example")), "/");
+        assert_eq!(local_path(Some("//evil.example")), "/");
+        assert_eq!(local_path(Some("/\\evil.example")), "/");
+        assert_eq!(local_path(Some("/a\r\nSet-Cookie: x")), "/");
+    }
+
+    #[test]
+    fn paths_are_encoded() {
+        assert_eq!(urlencode("/keys?org=a&b"), "/keys%3Forg%3Da%26b");
+        assert_eq!(urlencode("/中"), "/%E4%B8%AD");
+    }
+
+    #[test]
+    fn every_error_code_has_a_message_in_every_language() {
+        for lang in Lang::ALL {
+            let t = lang.strings();
+            assert_eq!(
+                message_for(t, StatusCode::FORBIDDEN, "csrf_failed"),
+                t.err_csrf
+            );
+            assert_eq!(
+                message_for(t, StatusCode::UNPROCESSABLE_ENTITY, "invalid_name"),
+                t.err_invalid_input
+            );
+        }
+    }
+}
