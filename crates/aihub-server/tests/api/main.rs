@@ -34,3 +34,4 @@ mod orgs;
 mod own_key_caps;
 mod redis_outage;
 mod teams;
+mod web;
