@@ -55,11 +55,7 @@ pub fn session_token(headers: &HeaderMap) -> Option<(String, SessionSource)> {
 }
 
 /// Requires a valid session on every `/api/v1` route not listed in [`PUBLIC_ROUTES`].
-pub async fn require_session(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Response {
+pub async fn require_session(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let public = req
         .extensions()
         .get::<MatchedPath>()

@@ -8,8 +8,8 @@ use aihub_core::OrgId;
 use aihub_core::time::now;
 use aihub_store::Store;
 use aihub_store::audit::{
-    ActorType, AuditFilter, AuditRecord, GENESIS, NewAuditRecord, Order, PLATFORM_CHAIN,
-    chain_of, record_hash,
+    ActorType, AuditFilter, AuditRecord, GENESIS, NewAuditRecord, Order, PLATFORM_CHAIN, chain_of,
+    record_hash,
 };
 use serde::Serialize;
 use serde_json::Value;
