@@ -394,6 +394,11 @@ impl Store {
     pub async fn insert_audit_rows(&self, rows: &[AuditRecord]) -> Result<()> {
         const SET_HEAD: &str = "INSERT INTO audit_heads (chain_id, seq, hash) VALUES ($1, $2, $3) \
              ON CONFLICT (chain_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash";
+        // Only each chain's last record moves its head.
+        let mut heads = std::collections::BTreeMap::new();
+        for r in rows {
+            heads.insert(r.chain_id, (r.seq, &r.hash[..]));
+        }
         on_backend!(self.writer(), |p| {
             let mut tx = p.begin().await?;
             for r in rows {
@@ -405,10 +410,12 @@ impl Store {
                     &r.prev_hash[..],
                     &r.hash[..]
                 )?;
+            }
+            for (chain, (seq, hash)) in &heads {
                 sqlx::query(SET_HEAD)
-                    .bind(r.chain_id)
-                    .bind(r.seq)
-                    .bind(&r.hash[..])
+                    .bind(*chain)
+                    .bind(*seq)
+                    .bind(*hash)
                     .execute(&mut *tx)
                     .await?;
             }
