@@ -13,7 +13,7 @@ use reqwest::header::{ACCEPT_LANGUAGE, CACHE_CONTROL, CONTENT_SECURITY_POLICY, L
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, TestApp, api_tests, spawn_app};
+use crate::helpers::{PASSWORD, TestApp, api_tests, captured_logs, spawn_app};
 
 api_tests!(
     sign_up_sign_in_create_use_and_revoke_a_key,
@@ -268,6 +268,34 @@ async fn sign_up_sign_in_create_use_and_revoke_a_key(kind: BackendKind) {
         app.get("/api/v1/me", &token).await.status(),
         StatusCode::UNAUTHORIZED
     );
+
+    // Signed out, a valid form token of the pre-session secret does not make a session.
+    let html = b.page("/login").await;
+    let r = b
+        .post(
+            "/keys",
+            &[
+                ("csrf", &field(&html, "csrf")),
+                ("org", &org),
+                ("name", "k"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/login");
+
+    // The server's log lines; the test client's cookie jar logs what it stores.
+    let logs: Vec<String> = captured_logs()
+        .lines()
+        .filter(|l| !l.contains("cookie_store"))
+        .map(str::to_owned)
+        .collect();
+    for needle in [&secret, &token, PASSWORD] {
+        assert!(
+            !logs.iter().any(|l| l.contains(needle)),
+            "a secret was logged"
+        );
+    }
 }
 
 /// The organization's keys, read through the JSON API.
