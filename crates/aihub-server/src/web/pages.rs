@@ -121,10 +121,11 @@ impl Session {
         }
     }
 
-    /// An error page for a service refusal, in this session's language.
+    /// An error page for a service refusal, in this session's language, with the navigation
+    /// and the sign-out button.
     #[must_use]
     pub fn error(&self, e: ServiceError) -> Response {
-        service_error_page(self.lang, e)
+        error_response(self.ctx("/", ""), e)
     }
 }
 
@@ -305,7 +306,7 @@ pub fn message_for(t: &'static Strings, status: StatusCode, code: &str) -> &'sta
     }
 }
 
-/// An error page. `detail` is the service's own (English) message, shown to English readers.
+/// An error page for a visitor who is not signed in.
 #[must_use]
 pub fn error_page(
     lang: Lang,
@@ -313,12 +314,21 @@ pub fn error_page(
     code: &'static str,
     detail: Option<String>,
 ) -> Response {
-    let t = lang.strings();
+    error_page_in(Ctx::public(lang, "/", String::new()), status, code, detail)
+}
+
+/// An error page. `detail` is the service's own (English) message, shown to English readers.
+fn error_page_in(
+    ctx: Ctx,
+    status: StatusCode,
+    code: &'static str,
+    detail: Option<String>,
+) -> Response {
     let page = ErrorPage {
-        ctx: Ctx::public(lang, "/", String::new()),
-        message: message_for(t, status, code),
+        message: message_for(ctx.t, status, code),
         code,
-        detail: detail.filter(|_| lang == Lang::En),
+        detail: detail.filter(|_| ctx.lang == Lang::En),
+        ctx,
     };
     render(status, &page)
 }
@@ -327,9 +337,13 @@ pub fn error_page(
 /// errors are logged here, once, by the API's own mapping.
 #[must_use]
 pub fn service_error_page(lang: Lang, e: ServiceError) -> Response {
+    error_response(Ctx::public(lang, "/", String::new()), e)
+}
+
+fn error_response(ctx: Ctx, e: ServiceError) -> Response {
     let api = ApiError::from(e);
     let detail = (api.status == StatusCode::UNPROCESSABLE_ENTITY).then(|| api.message.clone());
-    let mut resp = error_page(lang, api.status, api.code, detail);
+    let mut resp = error_page_in(ctx, api.status, api.code, detail);
     if let Some(wait) = api.retry_after {
         resp.headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));

@@ -572,7 +572,9 @@ async fn viewers_cannot_create_keys(kind: BackendKind) {
         .post("/keys", &[("csrf", &csrf), ("org", &shared), ("name", "k")])
         .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    assert_eq!(text_of(&r.text().await.unwrap(), "error-code"), "forbidden");
+    let html = r.text().await.unwrap();
+    assert_eq!(text_of(&html, "error-code"), "forbidden");
+    assert!(html.contains("id=\"sign-out\""), "still signed in");
     let r = b
         .post(
             &format!("/keys/{owner_key_id}/revoke"),
