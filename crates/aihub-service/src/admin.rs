@@ -2,9 +2,9 @@
 //! the user, not an organization role) may call these. Changes are recorded in the platform
 //! chain of the audit log.
 
-use aihub_core::UserId;
 use aihub_core::time::now;
-use aihub_store::{Store, User};
+use aihub_core::{OrgId, UserId};
+use aihub_store::{Org, Store, User};
 
 use crate::accounts::{Actor, audit_view};
 use crate::audit::{Audit, Change};
@@ -47,6 +47,18 @@ impl Admin {
         require_platform_admin(actor)?;
         let rows = self.store.list_users(cursor, limit + 1).await?;
         Ok(Page::from_overfetch(rows, limit, |u| u.id))
+    }
+
+    /// Every live organization, newest first: the operator's view across tenants.
+    pub async fn list_orgs(
+        &self,
+        actor: &Actor,
+        cursor: Option<OrgId>,
+        limit: u32,
+    ) -> Result<Page<Org, OrgId>> {
+        require_platform_admin(actor)?;
+        let rows = self.store.list_orgs(cursor, limit + 1).await?;
+        Ok(Page::from_overfetch(rows, limit, |o| o.id))
     }
 
     /// Grants or revokes platform-admin rights; returns the user before and after. For the

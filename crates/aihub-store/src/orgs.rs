@@ -107,6 +107,22 @@ impl From<OrgRow> for Org {
 }
 
 impl Store {
+    /// Live organizations, newest first, before the cursor `before` (platform admins only).
+    pub async fn list_orgs(&self, before: Option<OrgId>, limit: u32) -> Result<Vec<Org>> {
+        let rows: Vec<OrgRow> = on_backend!(self.reader(), |p| {
+            sqlx::query_as(
+                "SELECT id, name, is_personal, created_at, updated_at FROM orgs \
+                 WHERE deleted_at IS NULL AND ($1 IS NULL OR id < $1) \
+                 ORDER BY id DESC LIMIT $2",
+            )
+            .bind(before.map(|b| b.as_uuid()))
+            .bind(i64::from(limit))
+            .fetch_all(p)
+            .await
+        })?;
+        Ok(rows.into_iter().map(Org::from).collect())
+    }
+
     /// A live organization by id, without any membership check (platform admins only).
     pub async fn org(&self, id: OrgId) -> Result<Option<Org>> {
         let row: Option<OrgRow> = on_backend!(self.reader(), |p| {

@@ -1,7 +1,8 @@
-//! Platform administration (operators only): users. The catalog (providers, models, prices)
-//! is in `catalog.rs`.
+//! Platform administration (operators only): users and organizations. The catalog (providers,
+//! models, prices) is in `catalog.rs`; plans in `plans.rs`; the platform audit chain in
+//! `audit.rs`.
 
-use aihub_core::UserId;
+use aihub_core::{OrgId, UserId};
 use aihub_service::page::clamp_limit;
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -10,12 +11,13 @@ use serde::Deserialize;
 
 use crate::error::ApiError;
 use crate::extract::{ApiPath, ApiQuery, CurrentUser};
-use crate::routes::views::{PageView, UserView};
+use crate::routes::views::{OrgView, PageView, UserView};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/admin/users", get(list_users))
+        .route("/api/v1/admin/orgs", get(list_orgs))
         .route("/api/v1/admin/users/{user_id}/disable", post(disable))
         .route("/api/v1/admin/users/{user_id}/enable", post(enable))
 }
@@ -39,6 +41,31 @@ async fn list_users(
         .await?;
     Ok(Json(PageView {
         data: page.data.iter().map(UserView::from).collect(),
+        next_cursor: page.next_cursor.map(|c| c.to_string()),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrgListQuery {
+    limit: Option<u32>,
+    cursor: Option<OrgId>,
+}
+
+/// Every organization, for operators (each can then be read and managed through
+/// `/api/v1/orgs/{org_id}/…` like an Owner would).
+async fn list_orgs(
+    State(state): State<AppState>,
+    CurrentUser(actor): CurrentUser,
+    ApiQuery(q): ApiQuery<OrgListQuery>,
+) -> Result<Json<PageView<OrgView>>, ApiError> {
+    let page = state
+        .services
+        .admin
+        .list_orgs(&actor, q.cursor, clamp_limit(q.limit))
+        .await?;
+    Ok(Json(PageView {
+        data: page.data.iter().map(|o| OrgView::new(o, None)).collect(),
         next_cursor: page.next_cursor.map(|c| c.to_string()),
     }))
 }

@@ -8,8 +8,96 @@ use crate::helpers::{PASSWORD, api_tests, error_code, spawn_app};
 
 api_tests!(
     disabled_users_lose_sessions_and_keys_at_once,
-    admin_routes_need_a_platform_admin
+    admin_routes_need_a_platform_admin,
+    platform_admins_see_and_manage_every_org
 );
+
+/// The operator lists every organization (not only their own) and acts in any of them as an
+/// Owner would; nobody else lists them.
+async fn platform_admins_see_and_manage_every_org(kind: BackendKind) {
+    let app = spawn_app(kind).await;
+    let root = app.platform_admin().await;
+    let a = app.signup("a@example.com").await;
+    let b = app.signup("b@example.com").await;
+    let r = app
+        .post("/api/v1/orgs", &b.token, json!({"name": "B's team org"}))
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let team_org = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let r = app.get("/api/v1/admin/orgs", &a.token).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    // Pages of two, newest first, until every organization was seen once.
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/admin/orgs?limit=2".to_owned();
+    loop {
+        let page: Value = app.get(&path, &root).await.json().await.unwrap();
+        for o in page["data"].as_array().unwrap() {
+            assert!(
+                o.get("role").is_none(),
+                "no role of the operator's own: {o}"
+            );
+            seen.push(o["id"].as_str().unwrap().to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/api/v1/admin/orgs?limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    for org in [&a.org_id, &b.org_id, &team_org] {
+        assert_eq!(seen.iter().filter(|s| *s == org).count(), 1, "{org} once");
+    }
+    let mut sorted = seen.clone();
+    sorted.sort_by(|x, y| y.cmp(x));
+    assert_eq!(seen, sorted, "newest first");
+
+    // And manages one of them: renames it, which B sees.
+    let r = app
+        .patch(
+            &format!("/api/v1/orgs/{team_org}"),
+            &root,
+            json!({"name": "Renamed by the operator"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let org: Value = app
+        .get(&format!("/api/v1/orgs/{team_org}"), &b.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(org["name"], "Renamed by the operator");
+
+    // A deleted organization is no longer listed.
+    let r = app
+        .req(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/orgs/{team_org}"),
+            Some(&root),
+        )
+        .json(&json!({"confirm": "Renamed by the operator"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let page: Value = app
+        .get("/api/v1/admin/orgs?limit=100", &root)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["id"] != team_org.as_str())
+    );
+}
 
 async fn disabled_users_lose_sessions_and_keys_at_once(kind: BackendKind) {
     let app = spawn_app(kind).await;
