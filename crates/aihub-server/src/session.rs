@@ -66,7 +66,10 @@ pub async fn require_session(State(state): State<AppState>, req: Request, next: 
     let Some((token, source)) = session_token(req.headers()) else {
         return ApiError::unauthorized().into_response();
     };
-    if source == SessionSource::Cookie && !is_safe(req.method()) && !same_origin(&req, &state) {
+    if source == SessionSource::Cookie
+        && !is_safe(req.method())
+        && !same_origin(req.headers(), state.config.server.public_url.as_deref())
+    {
         return ApiError::new(
             StatusCode::FORBIDDEN,
             "csrf_failed",
@@ -91,17 +94,18 @@ fn is_safe(m: &Method) -> bool {
     matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// Whether a browser request comes from our own origin. Non-browser clients send neither
-/// `Sec-Fetch-Site` nor `Origin` and are not a CSRF vector.
-fn same_origin(req: &Request, state: &AppState) -> bool {
-    let headers = req.headers();
+/// Whether a browser request comes from our own origin (`Sec-Fetch-Site`, else `Origin` against
+/// `server.public_url` or the `Host`). Non-browser clients send neither header and are not a
+/// CSRF vector. The JSON API and the dashboard's form check share this rule.
+#[must_use]
+pub fn same_origin(headers: &HeaderMap, public_url: Option<&str>) -> bool {
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         return site == "same-origin" || site == "none";
     }
     let Some(origin) = headers.get(ORIGIN).and_then(|v| v.to_str().ok()) else {
         return true;
     };
-    if let Some(public) = state.config.server.public_url.as_deref()
+    if let Some(public) = public_url
         && origin.eq_ignore_ascii_case(public.trim_end_matches('/'))
     {
         return true;

@@ -117,18 +117,12 @@ impl Accounts {
         }
         let (user, org) = self.create_user(input, false).await?;
         // Nobody is signed in yet: the record names the account that was just created, which
-        // is who did it. There is no session, so the session id is nil.
-        let registrant = Actor {
-            user_id: user.id,
-            email: user.email.clone(),
-            name: user.name.clone(),
-            is_platform_admin: user.is_platform_admin,
-            session_id: SessionId::from_uuid(uuid::Uuid::nil()),
-            client: client.clone(),
-        };
+        // is who did it.
         self.audit
-            .record(
-                &registrant,
+            .record_user(
+                user.id,
+                &user.email,
+                client,
                 Change::new(None, "auth.register", "user", user.id)
                     .after(new_account_view(&user, &org)),
             )

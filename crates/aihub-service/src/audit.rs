@@ -232,12 +232,25 @@ impl Audit {
 
     /// Records `change`, made by a signed-in user.
     pub async fn record(&self, actor: &Actor, change: Change) -> Result<()> {
+        self.record_user(actor.user_id, &actor.email, &actor.client, change)
+            .await
+    }
+
+    /// Records `change`, made by `user` from `client` without a session: registration, where
+    /// the account just created is who acted.
+    pub async fn record_user(
+        &self,
+        user: aihub_core::UserId,
+        email: &aihub_core::Email,
+        client: &ClientInfo,
+        change: Change,
+    ) -> Result<()> {
         let who = Who {
             actor_type: ActorType::User,
-            actor_id: Some(actor.user_id.as_uuid()),
-            actor_label: Some(actor.email.as_str().to_owned()),
+            actor_id: Some(user.as_uuid()),
+            actor_label: Some(email.as_str().to_owned()),
         };
-        self.append(who, &actor.client, change).await
+        self.append(who, client, change).await
     }
 
     /// Records `change`, made by the operator's command line or the server itself.

@@ -319,7 +319,16 @@ impl Store {
             Order::OldestFirst => 0,
         });
         let (exact, prefix) = match filter.action.as_deref() {
-            Some(a) if a.ends_with('.') => (None, Some(format!("{a}%"))),
+            // `_` and `%` in the noun are literal, not wildcards.
+            Some(a) if a.ends_with('.') => (
+                None,
+                Some(format!(
+                    "{}%",
+                    a.replace('\\', "\\\\")
+                        .replace('%', "\\%")
+                        .replace('_', "\\_")
+                )),
+            ),
             Some(a) => (Some(a), None),
             None => (None, None),
         };
@@ -327,7 +336,7 @@ impl Store {
             "SELECT {COLUMNS} FROM audit_logs WHERE chain_id = $1 AND {bound} \
              AND ($3 IS NULL OR actor_id = $3) \
              AND ($4 IS NULL OR action = $4) \
-             AND ($5 IS NULL OR action LIKE $5) \
+             AND ($5 IS NULL OR action LIKE $5 ESCAPE '\\') \
              AND ($6 IS NULL OR target_type = $6) \
              AND ($7 IS NULL OR target_id = $7) \
              AND ($8 IS NULL OR at >= $8) \

@@ -136,12 +136,30 @@ async fn chains_link(db: &TestDb) {
         .unwrap();
     assert_eq!(after_cursor, vec![a]);
 
+    // A noun filter treats `_` and `%` literally.
+    let odd = store
+        .append_audit(&record(Some(org), "keyx.create", 3000))
+        .await
+        .unwrap();
+    for (filter, expected) in [("key_.", 0), ("keyx.", 1), ("%.", 0)] {
+        let f = AuditFilter {
+            action: Some(filter.into()),
+            ..AuditFilter::default()
+        };
+        let found = store
+            .list_audit(org.as_uuid(), &f, None, Order::OldestFirst, 10)
+            .await
+            .unwrap();
+        assert_eq!(found.len(), expected, "{filter}");
+    }
+    let b = odd;
+
     let heads = store.audit_heads().await.unwrap();
     assert_eq!(heads.len(), 2);
     assert!(
         heads
             .iter()
-            .any(|h| h.chain_id == org.as_uuid() && h.seq == 2 && h.hash == b.hash)
+            .any(|h| h.chain_id == org.as_uuid() && h.seq == 3 && h.hash == b.hash)
     );
     assert!(store.audit_chains_without_head().await.unwrap().is_empty());
 }

@@ -13,7 +13,7 @@
 use aihub_service::crypto;
 use axum::body::{Body, to_bytes};
 use axum::extract::{FromRequest, Request, State};
-use axum::http::header::{CONTENT_TYPE, HOST, ORIGIN, SET_COOKIE};
+use axum::http::header::{CONTENT_TYPE, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -84,32 +84,6 @@ pub fn secret_or_mint(
     Ok((secret, header))
 }
 
-/// Whether a browser request comes from our own origin; the same rule as the JSON API's
-/// (`crate::session`). Non-browser clients send neither header; they still need the token.
-#[must_use]
-pub fn same_origin(headers: &HeaderMap, public_url: Option<&str>) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        return site == "same-origin" || site == "none";
-    }
-    let Some(origin) = headers.get(ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return true;
-    };
-    if let Some(public) = public_url
-        && origin.eq_ignore_ascii_case(public.trim_end_matches('/'))
-    {
-        return true;
-    }
-    let host = headers
-        .get(HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let origin_host = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"))
-        .unwrap_or(origin);
-    !host.is_empty() && origin_host.eq_ignore_ascii_case(host)
-}
-
 #[derive(Deserialize)]
 struct TokenField {
     csrf: Option<String>,
@@ -123,7 +97,7 @@ pub async fn protect(State(state): State<AppState>, req: Request, next: Next) ->
     }
     let lang = Lang::negotiate(req.headers());
     let refused = || error_page(lang, StatusCode::FORBIDDEN, "csrf_failed", None);
-    if !same_origin(req.headers(), state.config.server.public_url.as_deref()) {
+    if !crate::session::same_origin(req.headers(), state.config.server.public_url.as_deref()) {
         return refused();
     }
     let Some(secret) = secret_of(req.headers()) else {
@@ -211,7 +185,7 @@ mod tests {
             for (n, v) in pairs {
                 h.insert(*n, HeaderValue::from_static(v));
             }
-            same_origin(&h, Some("https://hub.example.com/"))
+            crate::session::same_origin(&h, Some("https://hub.example.com/"))
         };
         assert!(check(&[]));
         assert!(check(&[("sec-fetch-site", "same-origin")]));
