@@ -11,6 +11,7 @@ pub mod assets;
 pub mod auth;
 pub mod csrf;
 pub mod i18n;
+pub mod invitations;
 pub mod keys;
 pub mod overview;
 pub mod pages;
@@ -41,6 +42,11 @@ pub fn router(state: AppState) -> Router<AppState> {
             "/keys/{id}/revoke",
             get(keys::confirm_revoke).post(keys::revoke),
         )
+        .route(
+            "/invitations/accept",
+            get(invitations::show).post(invitations::accept),
+        )
+        .route("/invitations/decline", post(invitations::decline))
         .route("/lang/{tag}", get(set_lang))
         .layer(from_fn_with_state(state, csrf::protect))
         .layer(from_fn(private_pages));

@@ -294,6 +294,7 @@ pub fn message_for(t: &'static Strings, status: StatusCode, code: &str) -> &'sta
         "forbidden" => t.err_forbidden,
         "not_found" => t.err_not_found,
         "csrf_failed" => t.err_csrf,
+        "invitation_used" | "invitation_revoked" | "invitation_expired" => t.err_invitation_gone,
         "internal_error" => t.err_internal,
         _ => match status {
             StatusCode::UNPROCESSABLE_ENTITY => t.err_invalid_input,
@@ -318,7 +319,7 @@ pub fn error_page(
 }
 
 /// An error page. `detail` is the service's own (English) message, shown to English readers.
-fn error_page_in(
+pub fn error_page_in(
     ctx: Ctx,
     status: StatusCode,
     code: &'static str,

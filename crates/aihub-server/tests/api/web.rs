@@ -13,7 +13,7 @@ use reqwest::header::{ACCEPT_LANGUAGE, CACHE_CONTROL, CONTENT_SECURITY_POLICY, L
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, TestApp, api_tests, captured_logs, spawn_app};
+use crate::helpers::{PASSWORD, TestApp, api_tests, captured_logs, spawn_app, spawn_app_with};
 
 api_tests!(
     sign_up_sign_in_create_use_and_revoke_a_key,
@@ -23,6 +23,7 @@ api_tests!(
     pages_and_assets_carry_the_right_headers,
     values_are_escaped,
     viewers_cannot_create_keys,
+    an_invitation_link_is_accepted_or_declined_in_the_browser,
 );
 
 /// A browser: a cookie jar, no automatic redirects (tests look at each hop).
@@ -590,4 +591,105 @@ async fn viewers_cannot_create_keys(kind: BackendKind) {
     let r = b.get(&format!("/keys?org={}", owner.org_id)).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(text_of(&r.text().await.unwrap(), "error-code"), "not_found");
+}
+
+/// The link of an invitation e-mail: a signed-out invitee is sent to sign in and back; the page
+/// accepts (the organization opens with the invited role) or declines; a used link is refused
+/// with a page that says so.
+async fn an_invitation_link_is_accepted_or_declined_in_the_browser(kind: BackendKind) {
+    let smtp = aihub_mock_upstream::smtp::SmtpSink::start().await.unwrap();
+    let port = smtp.port();
+    let app = spawn_app_with(kind, |c| {
+        c.smtp.host = Some("127.0.0.1".into());
+        c.smtp.port = port;
+        c.smtp.security = aihub_core::config::SmtpSecurity::None;
+        c.smtp.from = "AI Hub <noreply@aihub.test>".into();
+        c.server.public_url = Some("https://hub.example.com".into());
+    })
+    .await;
+    let owner = app.signup("owner@example.com").await;
+    let mut tokens = Vec::new();
+    for (n, name) in ["Accepting Org", "Declining Org"].into_iter().enumerate() {
+        let r = app
+            .post("/api/v1/orgs", &owner.token, json!({"name": name}))
+            .await;
+        let org = r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let r = app
+            .post(
+                &format!("/api/v1/orgs/{org}/invitations"),
+                &owner.token,
+                json!({"email": "guest@example.com", "role": "viewer"}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let mails = smtp.wait_for(n + 1, Duration::from_secs(10)).await.unwrap();
+        let text = mails[n].data.replace("=\r\n", "").replace("=3D", "=");
+        let link = "https://hub.example.com/invitations/accept?token=";
+        let at = text.find(link).unwrap() + link.len();
+        let token: String = text[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        tokens.push((org, token));
+    }
+
+    let b = Browser::new(&app);
+    b.sign_up("guest@example.com", "Guest").await;
+    let (org, token) = &tokens[0];
+    let path = format!("/invitations/accept?token={token}");
+    let r = b.get(&path).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(location(&r).starts_with("/login?next="), "{}", location(&r));
+    b.sign_in("guest@example.com").await;
+
+    let html = b.page(&path).await;
+    assert!(html.contains("id=\"accept-invitation\""));
+    let csrf = field(&html, "csrf");
+    assert_eq!(field(&html, "token"), *token);
+    let r = b
+        .post("/invitations/accept", &[("csrf", &csrf), ("token", token)])
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), format!("/?org={org}"));
+    let html = b.page(&format!("/?org={org}")).await;
+    assert!(html.contains("Accepting Org"));
+    let members: Value = app
+        .get(&format!("/api/v1/orgs/{org}/members"), &owner.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let member = members["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["email"] == "guest@example.com")
+        .unwrap()
+        .clone();
+    assert_eq!(member["role"], "viewer");
+
+    // The same link again: answered already.
+    let r = b
+        .post("/invitations/accept", &[("csrf", &csrf), ("token", token)])
+        .await;
+    assert_eq!(r.status(), StatusCode::GONE);
+    assert!(r.text().await.unwrap().contains("no longer valid"));
+
+    // Declining the other one leaves the guest outside that organization.
+    let (other, token) = &tokens[1];
+    let r = b
+        .post("/invitations/decline", &[("csrf", &csrf), ("token", token)])
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = b.get(&format!("/?org={other}")).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // Without the form token nothing is accepted.
+    let r = b
+        .post("/invitations/accept", &[("token", tokens[1].1.as_str())])
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
 }

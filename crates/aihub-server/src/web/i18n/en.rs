@@ -83,4 +83,9 @@ pub const EN: Strings = Strings {
     err_csrf: "This form is out of date or did not come from this site. Reload the page and try again.",
     err_internal: "Internal error. Try again later.",
     err_bad_request: "The request could not be read.",
+    invitation_title: "Invitation",
+    invitation_text: "You have been invited to join an organization on AI Hub. Accept to become a member with the role the invitation gives, or decline it.",
+    accept_invitation: "Accept",
+    decline_invitation: "Decline",
+    err_invitation_gone: "This invitation is no longer valid: it expired, was revoked, or was already answered. Ask for a new one.",
 };

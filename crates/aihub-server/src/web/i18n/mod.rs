@@ -223,6 +223,11 @@ strings! {
     err_csrf,
     err_internal,
     err_bad_request,
+    invitation_title,
+    invitation_text,
+    accept_invitation,
+    decline_invitation,
+    err_invitation_gone,
 }
 
 #[cfg(test)]

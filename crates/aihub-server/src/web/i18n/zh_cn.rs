@@ -83,4 +83,9 @@ pub const ZH_CN: Strings = Strings {
     err_csrf: "表单已过期或并非来自本站。请刷新页面后重试。",
     err_internal: "内部错误，请稍后再试。",
     err_bad_request: "无法读取该请求。",
+    invitation_title: "邀请",
+    invitation_text: "你受邀加入 AI Hub 上的一个组织。接受后你将以邀请中的角色成为成员；也可以拒绝。",
+    accept_invitation: "接受",
+    decline_invitation: "拒绝",
+    err_invitation_gone: "此邀请已失效：已过期、已被撤销或已被处理。请向对方索取新的邀请。",
 };
