@@ -389,7 +389,9 @@ enum Checked {
     Mismatch(Option<User>),
 }
 
-fn parse_name(raw: &str) -> Result<String> {
+/// A person's, organization's or team's name: 1–100 characters after trimming, no control
+/// characters.
+pub(crate) fn parse_name(raw: &str) -> Result<String> {
     let name = raw.trim();
     if name.is_empty()
         || name.chars().count() > MAX_NAME_CHARS

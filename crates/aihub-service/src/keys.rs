@@ -404,9 +404,10 @@ fn parse_expiry(at: DateTime<Utc>, now: DateTime<Utc>) -> Result<DateTime<Utc>> 
     Ok(aihub_core::time::from_millis(at.timestamp_millis()))
 }
 
-/// Validates a model allow-list: 1–100 distinct names, each 1–128 visible characters. Order is
-/// kept; duplicates are dropped. (`null` instead of a list means every model.)
-fn parse_models(models: Vec<String>) -> Result<Vec<String>> {
+/// Validates a model allow-list (a key's or a member's): 1–100 distinct names, each 1–128
+/// visible characters. Order is kept; duplicates are dropped. (`null` instead of a list means
+/// every model.)
+pub(crate) fn parse_models(models: Vec<String>) -> Result<Vec<String>> {
     if models.is_empty() {
         return Err(ServiceError::invalid(
             "invalid_models",
@@ -416,7 +417,7 @@ fn parse_models(models: Vec<String>) -> Result<Vec<String>> {
     if models.len() > MAX_MODELS_PER_KEY {
         return Err(ServiceError::invalid(
             "invalid_models",
-            format!("at most {MAX_MODELS_PER_KEY} models per key"),
+            format!("at most {MAX_MODELS_PER_KEY} models"),
         ));
     }
     let mut out: Vec<String> = Vec::with_capacity(models.len());

@@ -12,16 +12,13 @@ use aihub_core::{OrgId, Role, UserId};
 use aihub_store::{Guarded, Member, MemberChanges, Membership, Org, Store, StoreError};
 use serde_json::json;
 
-use crate::accounts::Actor;
+use crate::accounts::{Actor, parse_name};
 use crate::audit::{Audit, Change};
 use crate::error::{Result, ServiceError};
 use crate::events::{Events, Invalidation};
+use crate::keys::parse_models;
 use crate::page::Page;
 use crate::policy::{Action, allows};
-
-pub const MAX_NAME_CHARS: usize = 100;
-pub const MAX_MODELS: usize = 100;
-pub const MAX_MODEL_NAME_CHARS: usize = 128;
 
 #[derive(Clone)]
 pub struct Orgs {
@@ -304,7 +301,7 @@ impl Orgs {
             role: input.role,
             models: input
                 .models
-                .map(|m| m.map(parse_model_list).transpose())
+                .map(|m| m.map(parse_models).transpose())
                 .transpose()?,
         };
         let updated = self
@@ -403,57 +400,6 @@ pub(crate) fn not_a_member() -> ServiceError {
     )
 }
 
-/// An organization or team name: 1–100 characters after trimming, no control characters.
-pub(crate) fn parse_name(raw: &str) -> Result<String> {
-    let name = raw.trim();
-    if name.is_empty()
-        || name.chars().count() > MAX_NAME_CHARS
-        || name.chars().any(char::is_control)
-    {
-        return Err(ServiceError::invalid(
-            "invalid_name",
-            format!("name must be 1 to {MAX_NAME_CHARS} characters without control characters"),
-        ));
-    }
-    Ok(name.to_owned())
-}
-
-/// Validates a model allow-list: 1–100 distinct names, each 1–128 characters without spaces or
-/// control characters. Order is kept; duplicates are dropped. The same rules as a key's list.
-pub fn parse_model_list(models: Vec<String>) -> Result<Vec<String>> {
-    if models.is_empty() {
-        return Err(ServiceError::invalid(
-            "invalid_models",
-            "give at least one model, or null to allow every model",
-        ));
-    }
-    if models.len() > MAX_MODELS {
-        return Err(ServiceError::invalid(
-            "invalid_models",
-            format!("at most {MAX_MODELS} models"),
-        ));
-    }
-    let mut out: Vec<String> = Vec::with_capacity(models.len());
-    for m in models {
-        let m = m.trim();
-        if m.is_empty()
-            || m.chars().count() > MAX_MODEL_NAME_CHARS
-            || m.chars().any(|c| c.is_control() || c.is_whitespace())
-        {
-            return Err(ServiceError::invalid(
-                "invalid_models",
-                format!(
-                    "model names must be 1 to {MAX_MODEL_NAME_CHARS} characters without spaces"
-                ),
-            ));
-        }
-        if !out.iter().any(|o| o == m) {
-            out.push(m.to_owned());
-        }
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -470,11 +416,11 @@ mod tests {
     #[test]
     fn model_lists_follow_the_key_rules() {
         assert_eq!(
-            parse_model_list(vec!["a".into(), " b ".into(), "a".into()]).unwrap(),
+            parse_models(vec!["a".into(), " b ".into(), "a".into()]).unwrap(),
             vec!["a".to_owned(), "b".to_owned()]
         );
-        assert!(parse_model_list(vec![]).is_err());
-        assert!(parse_model_list(vec!["a b".into()]).is_err());
-        assert!(parse_model_list((0..101).map(|i| i.to_string()).collect()).is_err());
+        assert!(parse_models(vec![]).is_err());
+        assert!(parse_models(vec!["a b".into()]).is_err());
+        assert!(parse_models((0..101).map(|i| i.to_string()).collect()).is_err());
     }
 }

@@ -6,10 +6,11 @@ use aihub_core::{TeamId, UserId};
 use aihub_store::{Store, StoreError, Team, TeamMember};
 use serde_json::json;
 
+use crate::accounts::parse_name;
 use crate::audit::{Audit, Change};
 use crate::error::{Result, ServiceError};
 use crate::events::{Events, Invalidation};
-use crate::orgs::{OrgScope, not_a_member, parse_name};
+use crate::orgs::{OrgScope, not_a_member};
 use crate::page::Page;
 use crate::policy::Action;
 
