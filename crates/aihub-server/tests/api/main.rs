@@ -35,3 +35,4 @@ mod own_key_caps;
 mod redis_outage;
 mod teams;
 mod web;
+mod web_client;

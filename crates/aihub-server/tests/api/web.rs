@@ -2,18 +2,17 @@
 //! sign-in, the overview's usage figures, creating (secret shown once) and revoking keys, CSRF
 //! and cross-site refusals, languages, security headers, escaping, and role-dependent pages.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use aihub_core::Role;
 use aihub_core::time::now;
 use aihub_store::BackendKind;
-use reqwest::cookie::{CookieStore, Jar};
-use reqwest::header::{ACCEPT_LANGUAGE, CACHE_CONTROL, CONTENT_SECURITY_POLICY, LOCATION};
+use reqwest::header::{ACCEPT_LANGUAGE, CACHE_CONTROL, CONTENT_SECURITY_POLICY};
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{PASSWORD, TestApp, api_tests, captured_logs, spawn_app, spawn_app_with};
+use crate::web_client::{Browser, field, location, secret_in, text_of};
 
 api_tests!(
     sign_up_sign_in_create_use_and_revoke_a_key,
@@ -25,148 +24,6 @@ api_tests!(
     viewers_cannot_create_keys,
     an_invitation_link_is_accepted_or_declined_in_the_browser,
 );
-
-/// A browser: a cookie jar, no automatic redirects (tests look at each hop).
-struct Browser {
-    client: reqwest::Client,
-    jar: Arc<Jar>,
-    base: String,
-}
-
-impl Browser {
-    fn new(app: &TestApp) -> Self {
-        let jar = Arc::new(Jar::default());
-        let client = reqwest::Client::builder()
-            .cookie_provider(jar.clone())
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        Self {
-            client,
-            jar,
-            base: app.url(""),
-        }
-    }
-
-    async fn get(&self, path: &str) -> Response {
-        self.client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap()
-    }
-
-    /// The page's HTML, after checking its status.
-    async fn page(&self, path: &str) -> String {
-        let r = self.get(path).await;
-        assert_eq!(r.status(), StatusCode::OK, "GET {path}");
-        r.text().await.unwrap()
-    }
-
-    async fn post(&self, path: &str, form: &[(&str, &str)]) -> Response {
-        self.client
-            .post(format!("{}{path}", self.base))
-            .form(form)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    /// The session token the jar holds: the same token the JSON API accepts as a bearer.
-    fn session_token(&self) -> String {
-        let url = self.base.parse().unwrap();
-        let cookies = self.jar.cookies(&url).unwrap();
-        cookies
-            .to_str()
-            .unwrap()
-            .split("; ")
-            .find_map(|c| c.strip_prefix("aihub_session="))
-            .unwrap()
-            .to_owned()
-    }
-
-    async fn sign_up(&self, email: &str, name: &str) {
-        let html = self.page("/signup").await;
-        let csrf = field(&html, "csrf");
-        let r = self
-            .post(
-                "/signup",
-                &[
-                    ("csrf", &csrf),
-                    ("email", email),
-                    ("name", name),
-                    ("password", PASSWORD),
-                ],
-            )
-            .await;
-        assert_eq!(r.status(), StatusCode::SEE_OTHER);
-        assert_eq!(location(&r), "/login?created=1");
-    }
-
-    async fn sign_in(&self, email: &str) {
-        let html = self.page("/login").await;
-        let csrf = field(&html, "csrf");
-        let r = self
-            .post(
-                "/login",
-                &[
-                    ("csrf", &csrf),
-                    ("email", email),
-                    ("password", PASSWORD),
-                    ("next", "/"),
-                ],
-            )
-            .await;
-        assert_eq!(r.status(), StatusCode::SEE_OTHER);
-        assert_eq!(location(&r), "/");
-    }
-}
-
-/// The `value` of the input called `name` (the first one).
-fn field(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {name} in {html}"))
-        + marker.len();
-    let len = html[start..].find('"').unwrap();
-    html[start..start + len].to_owned()
-}
-
-/// The text of the element with `id` (up to the next tag).
-fn text_of(html: &str, id: &str) -> String {
-    let marker = format!("id=\"{id}\">");
-    let start = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no #{id} in {html}"))
-        + marker.len();
-    let len = html[start..].find('<').unwrap();
-    html[start..start + len].to_owned()
-}
-
-fn location(r: &Response) -> String {
-    r.headers()[LOCATION].to_str().unwrap().to_owned()
-}
-
-/// The API key shown on a page, if any.
-fn secret_in(html: &str) -> Option<String> {
-    let start = html.find("sk-aihub-")?;
-    let secret: String = html[start..]
-        .chars()
-        .take_while(char::is_ascii_alphanumeric_or_dash)
-        .collect();
-    Some(secret)
-}
-
-trait KeyChar {
-    fn is_ascii_alphanumeric_or_dash(&self) -> bool;
-}
-
-impl KeyChar for char {
-    fn is_ascii_alphanumeric_or_dash(&self) -> bool {
-        self.is_ascii_alphanumeric() || *self == '-'
-    }
-}
 
 async fn sign_up_sign_in_create_use_and_revoke_a_key(kind: BackendKind) {
     let app = spawn_app(kind).await;
