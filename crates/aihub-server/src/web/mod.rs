@@ -15,6 +15,7 @@ pub mod invitations;
 pub mod keys;
 pub mod overview;
 pub mod pages;
+pub mod progress;
 
 use axum::Router;
 use axum::extract::{Path, Query, Request};

@@ -21,7 +21,10 @@ api_tests!(
     without_smtp_invitations_are_not_mailed,
 );
 
-async fn app_with_sink(kind: BackendKind, tweak: impl FnOnce(&mut Config)) -> (TestApp, SmtpSink) {
+pub async fn app_with_sink(
+    kind: BackendKind,
+    tweak: impl FnOnce(&mut Config),
+) -> (TestApp, SmtpSink) {
     let sink = SmtpSink::start().await.unwrap();
     let port = sink.port();
     let app = spawn_app_with(kind, move |c| {
@@ -36,7 +39,7 @@ async fn app_with_sink(kind: BackendKind, tweak: impl FnOnce(&mut Config)) -> (T
 }
 
 /// The `n`-th e-mail the sink received (1-based), waiting for it.
-async fn mail(sink: &SmtpSink, n: usize) -> ReceivedMail {
+pub async fn mail(sink: &SmtpSink, n: usize) -> ReceivedMail {
     let all = sink
         .wait_for(n, Duration::from_secs(10))
         .await
@@ -45,7 +48,7 @@ async fn mail(sink: &SmtpSink, n: usize) -> ReceivedMail {
 }
 
 /// The invitation token in an e-mail's accept link (undoing quoted-printable if used).
-fn token_in(mail: &ReceivedMail) -> String {
+pub fn token_in(mail: &ReceivedMail) -> String {
     let text = mail.data.replace("=\r\n", "").replace("=3D", "=");
     let link = "https://hub.example.com/invitations/accept?token=";
     let at = text

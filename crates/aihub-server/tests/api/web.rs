@@ -7,8 +7,9 @@ use std::time::Duration;
 use aihub_core::Role;
 use aihub_core::time::now;
 use aihub_store::BackendKind;
+use reqwest::StatusCode;
+use reqwest::cookie::CookieStore;
 use reqwest::header::{ACCEPT_LANGUAGE, CACHE_CONTROL, CONTENT_SECURITY_POLICY};
-use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{PASSWORD, TestApp, api_tests, captured_logs, spawn_app, spawn_app_with};

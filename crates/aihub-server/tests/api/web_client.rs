@@ -142,11 +142,11 @@ pub fn secret_in(html: &str) -> Option<String> {
 }
 
 pub trait KeyChar {
-    pub fn is_ascii_alphanumeric_or_dash(&self) -> bool;
+    fn is_ascii_alphanumeric_or_dash(&self) -> bool;
 }
 
 impl KeyChar for char {
-    pub fn is_ascii_alphanumeric_or_dash(&self) -> bool {
+    fn is_ascii_alphanumeric_or_dash(&self) -> bool {
         self.is_ascii_alphanumeric() || *self == '-'
     }
 }
