@@ -62,22 +62,22 @@ fn protected_fields(victim: &str) -> Vec<(&'static str, Value)> {
 
 /// Users and objects every test starts from: organization A (owner, admin, member, viewer),
 /// organization B (owner, member), a platform admin, and one object of every kind in A.
-struct World {
-    app: TestApp,
-    owner: Signed,
-    admin: Signed,
-    member: Signed,
-    viewer: Signed,
-    outsider: Signed,
-    outsider_member: Signed,
-    root: String,
-    org: String,
-    seq: std::sync::atomic::AtomicU32,
-    smtp: SmtpSink,
+pub(crate) struct World {
+    pub(crate) app: TestApp,
+    pub(crate) owner: Signed,
+    pub(crate) admin: Signed,
+    pub(crate) member: Signed,
+    pub(crate) viewer: Signed,
+    pub(crate) outsider: Signed,
+    pub(crate) outsider_member: Signed,
+    pub(crate) root: String,
+    pub(crate) org: String,
+    pub(crate) seq: std::sync::atomic::AtomicU32,
+    pub(crate) smtp: SmtpSink,
 }
 
 impl World {
-    async fn build(kind: BackendKind) -> World {
+    pub(crate) async fn build(kind: BackendKind) -> World {
         let smtp = SmtpSink::start().await.unwrap();
         let port = smtp.port();
         let app = spawn_app_with(kind, |c| {
@@ -130,15 +130,15 @@ impl World {
         w
     }
 
-    fn next(&self) -> u32 {
+    pub(crate) fn next(&self) -> u32 {
         self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn store(&self) -> &aihub_store::Store {
+    pub(crate) fn store(&self) -> &aihub_store::Store {
         &self.app.state.services.store
     }
 
-    async fn add_member(&self, org: &str, user: &str, role: Role) {
+    pub(crate) async fn add_member(&self, org: &str, user: &str, role: Role) {
         self.store()
             .add_member(
                 OrgId::from_uuid(org.parse().unwrap()),
@@ -151,7 +151,7 @@ impl World {
     }
 
     /// A user who exists only in the database (cannot sign in): a target for member routes.
-    async fn bare_user(&self) -> String {
+    pub(crate) async fn bare_user(&self) -> String {
         let n = self.next();
         let t = now();
         let user = User {
@@ -182,7 +182,7 @@ impl World {
     }
 
     /// `POST path` as `token`, expecting 201; the created object's `id`.
-    async fn create(&self, path: &str, token: &str, body: Value) -> String {
+    pub(crate) async fn create(&self, path: &str, token: &str, body: Value) -> String {
         let r = self.app.post(path, token, body).await;
         let status = r.status();
         let v: Value = r.json().await.unwrap();
@@ -196,7 +196,7 @@ impl World {
     /// Fresh ids for every placeholder of `route` in organization `org`, created by its owner
     /// (or the platform admin for platform objects), so that a destructive call has its own.
     /// `subject` is who will call the route: objects it acts on are never theirs nor an Owner's.
-    async fn fixtures(&self, route: &Route, org: &str) -> BTreeMap<String, String> {
+    pub(crate) async fn fixtures(&self, route: &Route, org: &str) -> BTreeMap<String, String> {
         let mut ids = BTreeMap::new();
         ids.insert("org_id".to_owned(), org.to_owned());
         let n = self.next();

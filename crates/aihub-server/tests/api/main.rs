@@ -36,5 +36,6 @@ mod own_key_caps;
 mod redis_outage;
 mod teams;
 mod web;
+mod web_access;
 mod web_client;
 mod webdriver;

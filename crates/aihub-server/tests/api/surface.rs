@@ -75,19 +75,36 @@ const METHODS: [(&str, &str); 5] = [
 /// Every `/api/v1` route and method declared with `.route("…", get(…).post(…))` in the
 /// server's route modules.
 pub fn management_routes() -> Vec<Route> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/routes");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
-        .collect();
+    let mut routes = routes_under("src/routes");
+    routes.retain(|r| r.path.starts_with("/api/v1/"));
+    routes
+}
+
+/// Every route and method of the web dashboard, declared in `src/web/` and its folders.
+pub fn dashboard_routes() -> Vec<Route> {
+    routes_under("src/web")
+}
+
+/// The routes declared in the `.rs` files under `dir` (relative to the crate), sorted.
+fn routes_under(dir: &str) -> Vec<Route> {
+    let mut pending = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)];
+    let mut files = Vec::new();
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
     files.sort();
     let mut routes = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
         routes.extend(parse_routes(&text));
     }
-    routes.retain(|r| r.path.starts_with("/api/v1/"));
     routes.sort();
     routes.dedup();
     routes
