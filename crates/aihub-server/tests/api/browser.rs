@@ -7,15 +7,78 @@
 //! Needs `AIHUB_TEST_CHROMEDRIVER` (Debian's chromium and chromium-driver, installed by
 //! `.ci/run`); without it the tests are compiled as ignored and reported as skipped.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use aihub_store::BackendKind;
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::helpers::PASSWORD;
 use crate::invitations::app_with_sink;
 use crate::webdriver::Driver;
+
+/// The `value` of the first input matching `css` on the browser's page.
+async fn field_value(b: &Driver, css: &str) -> String {
+    b.find(css).await.attribute("value").await
+}
+
+/// A page on another site (`localhost` instead of `127.0.0.1`, another port) that, once loaded,
+/// sends a text/plain JSON POST to the API with the browser's credentials and then submits a
+/// form to the dashboard: what a malicious site can do to a signed-in user.
+struct EvilSite {
+    url: String,
+    visited: Arc<AtomicBool>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for EvilSite {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl EvilSite {
+    async fn start(target: &str, org: &str) -> EvilSite {
+        let html = format!(
+            r#"<!doctype html><html><body>
+<form id="f" method="post" action="{target}/keys">
+<input name="csrf" value="guessed"><input name="org" value="{org}"><input name="name" value="forged form">
+</form>
+<script>
+fetch("{target}/api/v1/orgs/{org}/keys", {{method: "POST", mode: "no-cors", credentials: "include",
+  headers: {{"Content-Type": "text/plain"}}, body: JSON.stringify({{name: "forged json"}})}})
+  .catch(() => null)
+  .finally(() => document.getElementById("f").submit());
+</script></body></html>"#
+        );
+        let visited = Arc::new(AtomicBool::new(false));
+        let seen = visited.clone();
+        let router = axum::Router::new().route(
+            "/",
+            axum::routing::get(move || {
+                seen.store(true, Ordering::SeqCst);
+                let html = html.clone();
+                async move { axum::response::Html(html) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        });
+        EvilSite {
+            url: format!("http://localhost:{port}/"),
+            visited,
+            server,
+        }
+    }
+
+    fn was_visited(&self) -> bool {
+        self.visited.load(Ordering::SeqCst)
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
@@ -70,6 +133,32 @@ async fn walk(kind: BackendKind) {
     assert!(secret.starts_with("sk-aihub-"), "{secret}");
     assert!(b.has("#secret-warning").await && b.has("#copy-secret").await);
     b.screenshot("key-created").await;
+
+    // Another site tries to act with Ada's browser: a form posted to the dashboard and a JSON
+    // POST to the API (as text/plain, which needs no CORS preflight). Neither creates a key.
+    b.find("#back-to-keys").await.click().await;
+    let org = field_value(&b, "#create-key-form input[name=org]").await;
+    let evil = EvilSite::start(&origin, &org).await;
+    b.goto(&evil.url).await;
+    b.wait_for_path(&origin, "/keys").await;
+    assert_eq!(b.text("#error-code").await, "csrf_failed");
+    b.screenshot("cross-site-post-refused").await;
+    b.find("#back-home").await.click().await;
+    let token = app.token("ada@example.com", PASSWORD).await;
+    let keys: Value = app
+        .get(&format!("/api/v1/orgs/{org}/keys"), &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = keys["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["browser key"], "the other site created nothing");
+    assert!(evil.was_visited(), "the other site's page was loaded");
 
     // The application calls the gateway with it.
     let r = app

@@ -258,6 +258,16 @@ impl Element<'_> {
             .await;
     }
 
+    /// The element's property `name` (e.g. an input's current `value`).
+    pub async fn attribute(&self, name: &str) -> String {
+        self.driver
+            .call(Method::GET, &self.path(&format!("/property/{name}")), None)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     pub async fn text(&self) -> String {
         self.driver
             .call(Method::GET, &self.path("/text"), None)
