@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::PASSWORD;
 use crate::invitations::app_with_sink;
+use crate::surface::dashboard_routes;
 use crate::webdriver::Driver;
 
 /// The `value` of the first input matching `css` on the browser's page.
@@ -96,6 +97,98 @@ async fn a_new_user_walks_through_the_dashboard_sqlite() {
 )]
 async fn a_new_user_walks_through_the_dashboard_postgres() {
     walk(BackendKind::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(aihub_browser),
+    ignore = "set AIHUB_TEST_CHROMEDRIVER to run browser tests"
+)]
+async fn every_page_renders_in_both_languages() {
+    let (app, _sink) = app_with_sink(BackendKind::Sqlite, |_| {}).await;
+    let origin = app.url("");
+    let root = app.platform_admin().await;
+    // Data on the pages, including a name that would run as script if it were not escaped.
+    let orgs: Value = app.get("/api/v1/orgs", &root).await.json().await.unwrap();
+    let org = orgs["data"][0]["id"].as_str().unwrap().to_owned();
+    let hostile = "<script>document.title='pwned'</script>";
+    let r = app
+        .post(
+            &format!("/api/v1/orgs/{org}/keys"),
+            &root,
+            json!({"name": hostile}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let secret = r.json::<Value>().await.unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app
+        .v1(
+            "/v1/chat/completions",
+            &secret,
+            json!({"model": "mock-chat", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let mut b = Driver::start("every-page").await;
+    b.goto(&app.url("/login")).await;
+    b.find("#email").await.fill("root@example.com").await;
+    b.find("#password").await.fill(PASSWORD).await;
+    b.find("#sign-in").await.click().await;
+    b.find("#today-requests").await;
+
+    let pages: Vec<String> = dashboard_routes()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.placeholders().is_empty())
+        .map(|r| r.path)
+        .filter(|p| !NOT_A_PAGE.iter().any(|skip| p.starts_with(skip)))
+        .filter(|p| !p.ends_with(".csv") && !p.contains("export"))
+        .collect();
+    assert!(pages.len() >= 2, "pages: {pages:?}");
+    for lang in ["en", "zh-CN"] {
+        b.goto(&app.url(&format!("/lang/{lang}?next=/"))).await;
+        for page in &pages {
+            b.goto(&format!("{origin}{page}")).await;
+            assert!(
+                !b.has("#error-code").await,
+                "{page} in {lang}: {}",
+                b.text("#error").await
+            );
+            assert_eq!(b.find("html").await.attribute("lang").await, lang, "{page}");
+            assert_ne!(b.title().await, "pwned", "{page}: a name ran as script");
+            let text = b.text("body").await;
+            if lang == "zh-CN" {
+                let nav = b.text("nav.main").await;
+                assert!(
+                    nav.lines().all(has_chinese),
+                    "{page}: untranslated navigation: {nav}"
+                );
+                assert!(has_chinese(&text), "{page} has no Chinese text");
+            }
+            let name = page.trim_matches('/').replace('/', "-");
+            let name = if name.is_empty() { "overview" } else { &name };
+            b.screenshot(&format!("{lang}-{name}")).await;
+        }
+    }
+    println!("{} pages rendered in both languages", pages.len());
+}
+
+/// Routes that are not pages to look at: sign-in forms (the user is signed in), assets,
+/// switchers and actions reached by links, and the invitation page (needs a token).
+const NOT_A_PAGE: &[&str] = &[
+    "/assets/",
+    "/lang/",
+    "/login",
+    "/signup",
+    "/logout",
+    "/invitations/",
+];
+
+fn has_chinese(text: &str) -> bool {
+    text.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c))
 }
 
 async fn walk(kind: BackendKind) {

@@ -158,6 +158,15 @@ impl Driver {
             .to_owned()
     }
 
+    /// The document's title.
+    pub async fn title(&self) -> String {
+        self.call(Method::GET, "/title", None)
+            .await
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     /// The first element matching the CSS selector, waiting up to [`WAIT`] for it.
     pub async fn find(&self, css: &str) -> Element<'_> {
         let deadline = Instant::now() + WAIT;
