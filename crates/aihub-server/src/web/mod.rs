@@ -13,6 +13,7 @@ pub mod csrf;
 pub mod i18n;
 pub mod invitations;
 pub mod keys;
+pub mod org;
 pub mod overview;
 pub mod pages;
 pub mod progress;
@@ -48,6 +49,41 @@ pub fn router(state: AppState) -> Router<AppState> {
             get(invitations::show).post(invitations::accept),
         )
         .route("/invitations/decline", post(invitations::decline))
+        .route("/org", get(org::settings))
+        .route("/org/rename", post(org::rename))
+        .route("/org/create", post(org::create))
+        .route("/org/leave", post(org::leave))
+        .route("/org/transfer", post(org::transfer))
+        .route("/org/delete", post(org::delete))
+        .route("/org/members", get(org::members))
+        .route("/org/members/{user_id}", post(org::update_member))
+        .route(
+            "/org/members/{user_id}/remove",
+            get(org::confirm_remove_member).post(org::remove_member),
+        )
+        .route("/org/teams", get(org::teams).post(org::create_team))
+        .route("/org/teams/{team_id}", get(org::team).post(org::rename_team))
+        .route("/org/teams/{team_id}/members", post(org::add_team_member))
+        .route(
+            "/org/teams/{team_id}/members/{user_id}/remove",
+            post(org::remove_team_member),
+        )
+        .route(
+            "/org/teams/{team_id}/delete",
+            get(org::confirm_delete_team).post(org::delete_team),
+        )
+        .route(
+            "/org/invitations",
+            get(org::invitations).post(org::invite),
+        )
+        .route(
+            "/org/invitations/{invitation_id}/resend",
+            post(org::resend_invitation),
+        )
+        .route(
+            "/org/invitations/{invitation_id}/revoke",
+            post(org::revoke_invitation),
+        )
         .route("/lang/{tag}", get(set_lang))
         .layer(from_fn_with_state(state, csrf::protect))
         .layer(from_fn(private_pages));
