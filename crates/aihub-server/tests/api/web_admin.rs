@@ -32,6 +32,14 @@ async fn api_json(app: &TestApp, path: &str, token: &str) -> Value {
     r.json().await.unwrap()
 }
 
+/// The `value` of the input with `id`.
+fn value_of(html: &str, id: &str) -> String {
+    let start = html.find(&format!("id=\"{id}\"")).unwrap();
+    let tag = &html[start..start + html[start..].find('>').unwrap()];
+    let v = tag.find("value=\"").unwrap() + "value=\"".len();
+    tag[v..v + tag[v..].find('"').unwrap()].to_owned()
+}
+
 const ADMIN_PAGES: [&str; 8] = [
     "/admin",
     "/admin/users",
@@ -308,7 +316,7 @@ async fn an_admin_puts_orgs_on_plans_and_edits_plans(kind: BackendKind) {
 
     // Edit: the form shows the plan; an emptied limit is removed.
     let html = b.page(&format!("/admin/plans/{team_id}")).await;
-    assert_eq!(field(&html, "monthly_spend"), "12.5");
+    assert_eq!(value_of(&html, "plan-monthly-spend"), "12.5");
     let r = b
         .post(
             &format!("/admin/plans/{team_id}"),
@@ -418,7 +426,10 @@ async fn an_admin_manages_providers_models_and_prices(kind: BackendKind) {
     // Edit the provider.
     let html = b.page("/admin/providers/acme").await;
     assert!(!html.contains("sk-very-secret-value"));
-    assert_eq!(field(&html, "base_url"), "http://127.0.0.1:9/v1");
+    assert_eq!(
+        value_of(&html, "provider-base-url"),
+        "http://127.0.0.1:9/v1"
+    );
     let r = b
         .post(
             "/admin/providers/acme",
@@ -524,7 +535,7 @@ async fn an_admin_manages_providers_models_and_prices(kind: BackendKind) {
     // "Edit" fills the form with that price, for its successor.
     let id = price["id"].as_str().unwrap();
     let html = b.page(&format!("/admin/prices?from={id}")).await;
-    assert_eq!(field(&html, "input"), "2.5");
+    assert_eq!(value_of(&html, "price-input"), "2.5");
     let r = b
         .post(
             "/admin/prices",
