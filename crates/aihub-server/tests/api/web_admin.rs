@@ -165,6 +165,8 @@ async fn an_admin_disables_and_enables_users(kind: BackendKind) {
     let app = spawn_app(kind).await;
     let ada = app.signup("ada@example.com").await;
     let _bob = app.signup("bob@example.com").await;
+    let evil = "<script>alert(1)</script>";
+    Browser::new(&app).sign_up("mal@example.com", evil).await;
     let (b, root) = admin_browser(&app).await;
     let root_id = api_json(&app, "/api/v1/me", &root).await["id"]
         .as_str()
@@ -175,6 +177,8 @@ async fn an_admin_disables_and_enables_users(kind: BackendKind) {
     assert!(home.contains("id=\"nav-admin\""));
     let html = b.page("/admin/users").await;
     assert!(html.contains("ada@example.com") && html.contains("bob@example.com"));
+    assert!(!html.contains(evil), "names are escaped");
+    assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"));
     assert!(html.contains(&format!("id=\"disable-{}\"", ada.user_id)));
     assert!(
         !html.contains(&format!("id=\"disable-{root_id}\"")),
