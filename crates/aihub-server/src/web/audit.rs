@@ -176,8 +176,8 @@ struct AuditPage {
     detail: Option<String>,
 }
 
-/// The organization (with its switcher) and the links' query for the chain `q` asks for.
-/// The platform chain is for platform admins only; to anyone else it does not exist.
+/// The selected organization and the switcher's entries. The platform chain is for platform
+/// admins only; to anyone else it does not exist.
 async fn chain_of(
     state: &AppState,
     session: &Session,

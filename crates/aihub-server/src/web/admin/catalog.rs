@@ -8,7 +8,7 @@ use aihub_core::config::ProviderKind;
 use aihub_core::money::format_decimal_micros;
 use aihub_service::ServiceError;
 use aihub_service::catalog::{
-    ModelInput, ModelRoute, Price, PriceInput, ProviderInput, ProviderSpec,
+    ModelInput, ModelRoute, Price, PriceInput, ProviderInput, ProviderSpec, Source,
 };
 use askama::Template;
 use axum::Form;
@@ -116,7 +116,7 @@ fn provider_row(p: &ProviderSpec) -> ProviderRow {
         base_url: p.base_url.clone().unwrap_or_default(),
         credential,
         has_key: p.api_key.is_some(),
-        editable: p.source.as_str() == "admin",
+        editable: p.source == Source::Admin,
     }
 }
 
@@ -315,7 +315,7 @@ fn model_row(m: &ModelRoute) -> ModelRow {
         name: m.name.clone(),
         provider: m.provider.clone(),
         upstream_model: m.upstream_model.clone(),
-        editable: m.source.as_str() == "admin",
+        editable: m.source == Source::Admin,
     }
 }
 
