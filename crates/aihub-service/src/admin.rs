@@ -49,6 +49,25 @@ impl Admin {
         Ok(Page::from_overfetch(rows, limit, |u| u.id))
     }
 
+    /// One user, by id.
+    pub async fn user(&self, actor: &Actor, id: UserId) -> Result<User> {
+        require_platform_admin(actor)?;
+        self.store
+            .user_by_id(id)
+            .await?
+            .ok_or(ServiceError::NotFound)
+    }
+
+    /// The user with this e-mail address, if any: the operator's search. Text that is not an
+    /// e-mail address finds nobody.
+    pub async fn find_user(&self, actor: &Actor, email: &str) -> Result<Option<User>> {
+        require_platform_admin(actor)?;
+        let Ok(email) = aihub_core::Email::parse(email.trim()) else {
+            return Ok(None);
+        };
+        Ok(self.store.user_by_email(&email).await?)
+    }
+
     /// Every live organization, newest first: the operator's view across tenants.
     pub async fn list_orgs(
         &self,

@@ -50,7 +50,7 @@ struct ListQuery {
 
 #[derive(Deserialize, Clone, Copy, Default, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-enum Format {
+pub(crate) enum Format {
     #[default]
     Json,
     Csv,
@@ -106,8 +106,9 @@ fn is_name(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
-/// Turns the query's filter parameters into a filter. An empty parameter is no filter.
-fn parse_filter(
+/// Turns the query's filter parameters into a filter. An empty parameter is no filter. The
+/// dashboard's audit page checks its form with it too.
+pub(crate) fn parse_filter(
     actor_id: Option<Uuid>,
     action: Option<&str>,
     target_type: Option<&str>,
@@ -381,8 +382,9 @@ impl Export {
     }
 }
 
-/// Answers with the whole range `reader` covers, one page at a time as the client reads.
-async fn stream_export(
+/// Answers with the whole range `reader` covers, one page at a time as the client reads. The
+/// dashboard's export buttons answer with it too.
+pub(crate) async fn stream_export(
     mut reader: ChainReader,
     format: Format,
     chain: &str,

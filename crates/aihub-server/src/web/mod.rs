@@ -7,7 +7,10 @@
 //! the session cookie; without a valid one they redirect to `/login`. Every unsafe request
 //! passes the CSRF checks in [`csrf::protect`] before reaching a handler.
 
+pub mod account;
+pub mod admin;
 pub mod assets;
+pub mod audit;
 pub mod auth;
 pub mod csrf;
 pub mod i18n;
@@ -83,6 +86,47 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route(
             "/org/invitations/{invitation_id}/revoke",
             post(org::revoke_invitation),
+        )
+        .route("/account", get(account::show))
+        .route("/account/password", post(account::change_password))
+        .route("/audit", get(audit::show))
+        .route("/audit/export", get(audit::export))
+        .route("/admin", get(admin::index))
+        .route("/admin/users", get(admin::users::list))
+        .route(
+            "/admin/users/{id}/disable",
+            get(admin::users::confirm_disable).post(admin::users::disable),
+        )
+        .route("/admin/users/{id}/enable", post(admin::users::enable))
+        .route("/admin/orgs", get(admin::orgs::list))
+        .route("/admin/orgs/{id}/plan", post(admin::orgs::assign_plan))
+        .route(
+            "/admin/plans",
+            get(admin::plans::list).post(admin::plans::create),
+        )
+        .route(
+            "/admin/plans/{id}",
+            get(admin::plans::edit).post(admin::plans::update),
+        )
+        .route(
+            "/admin/providers",
+            get(admin::catalog::providers).post(admin::catalog::create_provider),
+        )
+        .route(
+            "/admin/providers/{name}",
+            get(admin::catalog::edit_provider).post(admin::catalog::update_provider),
+        )
+        .route(
+            "/admin/models",
+            get(admin::catalog::models).post(admin::catalog::create_model),
+        )
+        .route(
+            "/admin/models/{name}",
+            get(admin::catalog::edit_model).post(admin::catalog::update_model),
+        )
+        .route(
+            "/admin/prices",
+            get(admin::catalog::prices).post(admin::catalog::add_price),
         )
         .route("/lang/{tag}", get(set_lang))
         .layer(from_fn_with_state(state, csrf::protect))

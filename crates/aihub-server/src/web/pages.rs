@@ -8,6 +8,7 @@ use aihub_core::OrgId;
 use aihub_service::ServiceError;
 use aihub_service::accounts::Actor;
 use aihub_service::orgs::OrgScope;
+use aihub_service::policy::Action;
 use askama::Template;
 use axum::extract::FromRequestParts;
 use axum::http::header::{CONTENT_TYPE, LOCATION, RETRY_AFTER};
@@ -42,6 +43,8 @@ pub struct OrgChoice {
     pub name: String,
     pub personal: bool,
     pub selected: bool,
+    /// Whether the viewer may read this organization's audit log (set for the selected one).
+    pub can_audit: bool,
 }
 
 /// What the layout (`base.html`) needs on every page.
@@ -57,6 +60,8 @@ pub struct Ctx {
     /// Which navigation entry is current: `overview`, `keys`, or empty.
     pub nav: &'static str,
     pub orgs: Vec<OrgChoice>,
+    /// Whether the viewer is a platform admin (the navigation shows the admin pages).
+    pub platform_admin: bool,
     /// `?org=…` of the selected organization, for links between pages.
     pub org_query: String,
     pub css: &'static str,
@@ -75,6 +80,7 @@ impl Ctx {
             csrf,
             nav: "",
             orgs: Vec::new(),
+            platform_admin: false,
             org_query: String::new(),
             css: assets::css_url(),
             js: assets::js_url(),
@@ -117,6 +123,7 @@ impl Session {
         Ctx {
             user: Some(name),
             nav,
+            platform_admin: self.actor.is_platform_admin,
             ..Ctx::public(self.lang, here, self.csrf.clone())
         }
     }
@@ -190,6 +197,7 @@ pub async fn select_org(
             .ok_or(ServiceError::NotFound)?,
     };
     let scope = state.services.orgs.scope(&session.actor, id).await?;
+    let can_audit = scope.can(Action::AuditRead);
     let mut choices: Vec<OrgChoice> = memberships
         .iter()
         .map(|m| OrgChoice {
@@ -197,6 +205,7 @@ pub async fn select_org(
             name: m.org.name.clone(),
             personal: m.org.is_personal,
             selected: m.org.id == id,
+            can_audit: m.org.id == id && can_audit,
         })
         .collect();
     // A platform admin may look at an organization they are not a member of.
@@ -206,6 +215,7 @@ pub async fn select_org(
             name: scope.org().name.clone(),
             personal: scope.org().is_personal,
             selected: true,
+            can_audit,
         });
     }
     Ok((scope, choices))

@@ -37,5 +37,7 @@ mod redis_outage;
 mod teams;
 mod web;
 mod web_access;
+mod web_admin;
+mod web_audit;
 mod web_client;
 mod webdriver;
