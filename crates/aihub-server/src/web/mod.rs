@@ -9,10 +9,12 @@
 
 pub mod assets;
 pub mod auth;
+pub mod budgets;
 pub mod csrf;
 pub mod i18n;
 pub mod invitations;
 pub mod keys;
+pub mod limits;
 pub mod overview;
 pub mod pages;
 pub mod progress;
@@ -48,6 +50,21 @@ pub fn router(state: AppState) -> Router<AppState> {
             get(invitations::show).post(invitations::accept),
         )
         .route("/invitations/decline", post(invitations::decline))
+        .route("/keys/{id}", get(keys::show).post(keys::update))
+        .route("/keys/{id}/limits", post(keys::set_limits))
+        .route("/keys/{id}/budget", post(keys::set_budget))
+        .route("/keys/{id}/budget/delete", post(keys::remove_budget))
+        .route(
+            "/keys/{id}/rotate",
+            get(keys::confirm_rotate).post(keys::rotate),
+        )
+        .route("/budgets", get(budgets::list).post(budgets::create))
+        .route("/budgets/{id}", get(budgets::show).post(budgets::update))
+        .route("/budgets/{id}/rotate-secret", post(budgets::rotate_secret))
+        .route("/budgets/{id}/delete", post(budgets::delete))
+        .route("/limits", get(limits::list).post(limits::create))
+        .route("/limits/{id}", post(limits::update))
+        .route("/limits/{id}/delete", post(limits::delete))
         .route("/lang/{tag}", get(set_lang))
         .layer(from_fn_with_state(state, csrf::protect))
         .layer(from_fn(private_pages));

@@ -36,5 +36,7 @@ mod own_key_caps;
 mod redis_outage;
 mod teams;
 mod web;
+mod web_budgets;
 mod web_client;
+mod web_keys;
 mod webdriver;
