@@ -327,7 +327,9 @@ struct BudgetsPage {
     can_create: bool,
     notice: Option<&'static str>,
     error: Option<FormError>,
-    scopes: Vec<(&'static str, &'static str)>,
+    /// The create form's values: the defaults, or what a refused form held.
+    form: CreateForm,
+    scopes: Vec<(&'static str, &'static str, bool)>,
     periods: Vec<(&'static str, &'static str, bool)>,
     currencies: Vec<(String, bool)>,
 }
@@ -346,7 +348,7 @@ async fn list_page(
     scope: &OrgScope,
     orgs: Vec<OrgChoice>,
     notice: Option<&'static str>,
-    error: Option<FormError>,
+    refused: Option<(FormError, CreateForm)>,
 ) -> Result<BudgetsPage, ServiceError> {
     let t = session.lang.strings();
     let budgets = state.services.governance.list_budgets(scope).await?;
@@ -369,11 +371,17 @@ async fn list_page(
         .list(scope, None, None, ALERTS_SHOWN)
         .await?;
     let all = scope.can(Action::BudgetsManage);
+    let (error, form) = match refused {
+        Some((error, form)) => (Some(error), form),
+        None => (None, CreateForm::blank()),
+    };
     let scopes = ScopeType::ALL
         .into_iter()
         .filter(|s| all || *s == ScopeType::Key)
-        .map(|s| (s.as_str(), scope_label(t, s)))
+        .map(|s| (s.as_str(), scope_label(t, s), s.as_str() == form.scope_type))
         .collect();
+    let period = Period::parse(&form.period).unwrap_or(Period::Monthly);
+    let currency = form_currency(&form.currency).unwrap_or(Currency::USD);
     Ok(BudgetsPage {
         ctx: page_ctx(session, scope, "/budgets", orgs),
         org_id: scope.org_id().to_string(),
@@ -382,9 +390,10 @@ async fn list_page(
         can_create: all || scope.can(Action::BudgetsManageOwn),
         notice,
         error,
+        form,
         scopes,
-        periods: period_choices(t, Period::Monthly),
-        currencies: currency_choices(Currency::USD),
+        periods: period_choices(t, period),
+        currencies: currency_choices(currency),
     })
 }
 
@@ -420,7 +429,7 @@ pub async fn list(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct CreateForm {
     org: String,
     scope_type: String,
@@ -439,6 +448,16 @@ pub struct CreateForm {
     webhook_url: String,
     #[serde(default)]
     alert_emails: String,
+}
+
+impl CreateForm {
+    /// The form as first shown.
+    fn blank() -> Self {
+        Self {
+            thresholds: "80, 100".to_owned(),
+            ..Self::default()
+        }
+    }
 }
 
 /// An optional text field: `None` when left empty.
@@ -511,8 +530,9 @@ async fn refused(
     scope: &OrgScope,
     orgs: Vec<OrgChoice>,
     error: FormError,
+    form: CreateForm,
 ) -> Response {
-    match list_page(state, session, scope, orgs, None, Some(error)).await {
+    match list_page(state, session, scope, orgs, None, Some((error, form))).await {
         Ok(page) => render(StatusCode::UNPROCESSABLE_ENTITY, &page),
         Err(e) => session.error(e),
     }
@@ -533,14 +553,22 @@ pub async fn create(
     let input = match create_input(t, &form) {
         Ok(input) => input,
         Err(message) => {
-            return refused(&state, &session, &scope, orgs, FormError::local(message)).await;
+            return refused(
+                &state,
+                &session,
+                &scope,
+                orgs,
+                FormError::local(message),
+                form,
+            )
+            .await;
         }
     };
     match state.services.governance.create_budget(&scope, input).await {
         Ok(created) => secret_page(&session, &scope, &created, StatusCode::CREATED)
             .unwrap_or_else(|| redirect(&format!("/budgets?org={}&done=created", scope.org_id()))),
         Err(e) => match FormError::from_service(session.lang, e) {
-            Ok(error) => refused(&state, &session, &scope, orgs, error).await,
+            Ok(error) => refused(&state, &session, &scope, orgs, error, form).await,
             Err(e) => session.error(e),
         },
     }

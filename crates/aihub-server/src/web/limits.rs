@@ -71,7 +71,9 @@ struct LimitsPage {
     can_create: bool,
     notice: Option<&'static str>,
     error: Option<FormError>,
-    scopes: Vec<(&'static str, &'static str)>,
+    /// The create form's values: empty, or what a refused form held.
+    form: CreateForm,
+    scopes: Vec<(&'static str, &'static str, bool)>,
 }
 
 async fn list_page(
@@ -80,7 +82,7 @@ async fn list_page(
     scope: &OrgScope,
     orgs: Vec<OrgChoice>,
     notice: Option<&'static str>,
-    error: Option<FormError>,
+    refused: Option<(FormError, CreateForm)>,
 ) -> Result<LimitsPage, ServiceError> {
     let t = session.lang.strings();
     let limits = state.services.governance.list_limits(scope).await?;
@@ -98,6 +100,7 @@ async fn list_page(
         rows.push(limit_row(t, l, can));
     }
     let all = scope.can(Action::LimitsManage);
+    let (error, form) = refused.map_or((None, CreateForm::default()), |(e, f)| (Some(e), f));
     let org_query = format!("?org={}", scope.org_id());
     let mut ctx = session.ctx(&format!("/limits{org_query}"), "limits");
     ctx.orgs = orgs;
@@ -112,8 +115,9 @@ async fn list_page(
         scopes: ScopeType::ALL
             .into_iter()
             .filter(|s| all || *s == ScopeType::Key)
-            .map(|s| (s.as_str(), scope_label(t, s)))
+            .map(|s| (s.as_str(), scope_label(t, s), s.as_str() == form.scope_type))
             .collect(),
+        form,
     })
 }
 
@@ -161,7 +165,7 @@ fn counts(rpm: &str, tpm: &str, concurrency: &str) -> Result<Counts, ParseIntErr
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct CreateForm {
     org: String,
     scope_type: String,
@@ -177,19 +181,22 @@ pub struct CreateForm {
     concurrency: String,
 }
 
-/// Shows the list again with a message, answering `422`; other refusals are error pages.
+/// Shows the list again with a message (and the create form as it was sent, if it was that
+/// form), answering `422`; other refusals are error pages.
 async fn refused(
     state: &AppState,
     session: &Session,
     scope: &OrgScope,
     orgs: Vec<OrgChoice>,
     error: Result<FormError, ServiceError>,
+    form: Option<CreateForm>,
 ) -> Response {
     let error = match error {
         Ok(error) => error,
         Err(e) => return session.error(e),
     };
-    match list_page(state, session, scope, orgs, None, Some(error)).await {
+    let refused = Some((error, form.unwrap_or_default()));
+    match list_page(state, session, scope, orgs, None, refused).await {
         Ok(page) => render(StatusCode::UNPROCESSABLE_ENTITY, &page),
         Err(e) => session.error(e),
     }
@@ -230,6 +237,7 @@ pub async fn create(
                 &scope,
                 orgs,
                 Ok(FormError::local(message)),
+                Some(form),
             )
             .await;
         }
@@ -243,6 +251,7 @@ pub async fn create(
                 &scope,
                 orgs,
                 FormError::from_service(session.lang, e),
+                Some(form),
             )
             .await
         }
@@ -282,6 +291,7 @@ pub async fn update(
             &scope,
             orgs,
             Ok(FormError::local(t.limit_bad_value)),
+            None,
         )
         .await;
     };
@@ -305,6 +315,7 @@ pub async fn update(
                 &scope,
                 orgs,
                 FormError::from_service(session.lang, e),
+                None,
             )
             .await
         }

@@ -201,7 +201,12 @@ async fn bad_amounts_give_a_message_and_change_nothing(kind: BackendKind) {
                 )
                 .await;
             assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{amount}");
-            text_of(&r.text().await.unwrap(), "form-error")
+            let html = r.text().await.unwrap();
+            assert!(
+                html.contains(&format!("value=\"{amount}\"")),
+                "the refused form keeps the amount"
+            );
+            text_of(&html, "form-error")
         }
     };
     assert_eq!(create("-5").await.trim(), "The amount cannot be negative.");
@@ -383,7 +388,12 @@ async fn limits_are_created_edited_and_deleted(kind: BackendKind) {
         )
         .await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(text_of(&r.text().await.unwrap(), "form-error").starts_with("This scope already"));
+    let html = r.text().await.unwrap();
+    assert!(text_of(&html, "form-error").starts_with("This scope already"));
+    assert!(
+        html.contains("id=\"limit-model\" name=\"model\" type=\"text\" value=\"mock-chat\""),
+        "the refused form keeps its values"
+    );
     // Letters are refused before reaching the service.
     let r = b
         .post(
