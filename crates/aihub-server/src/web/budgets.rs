@@ -4,6 +4,7 @@
 //! delete it, and the alerts already fired. Also the pieces the key page shares: budget rows,
 //! amounts typed in the currency's decimals, and form messages for the services' refusals.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 
 use aihub_core::governance::{BudgetRule, Period, ScopeType};
@@ -32,6 +33,9 @@ use crate::state::AppState;
 
 /// Alerts shown under the budgets (newest first).
 const ALERTS_SHOWN: u32 = 50;
+
+/// Keys, teams and members whose names the lists show (rules on others show their ids).
+const NAMES_LOADED: u32 = 200;
 
 /// Currencies offered by the forms.
 pub const CURRENCIES: [Currency; 3] = [Currency::USD, Currency::CNY, Currency::EUR];
@@ -204,6 +208,8 @@ pub struct BudgetRow {
     pub name: String,
     pub scope: &'static str,
     pub scope_id: String,
+    /// The name of the key, member, team or organization, where the list knows it.
+    pub target: String,
     pub period: &'static str,
     pub period_code: &'static str,
     pub currency: String,
@@ -232,6 +238,7 @@ pub async fn budget_row(
         name: b.name.clone().unwrap_or_default(),
         scope: scope_label(t, b.scope),
         scope_id: b.scope_id.to_string(),
+        target: String::new(),
         period: period_label(t, b.period),
         period_code: b.period.as_str(),
         currency: b.currency.to_string(),
@@ -250,6 +257,39 @@ pub async fn budget_row(
         bar: Progress::new(spent, b.amount_micros),
         can_manage,
     })
+}
+
+/// Names of what rules apply to, so a row reads "API key: ci" rather than an id: the
+/// organization, and the first [`NAMES_LOADED`] keys, teams and members.
+pub struct ScopeNames(HashMap<Uuid, String>);
+
+impl ScopeNames {
+    pub async fn load(state: &AppState, scope: &OrgScope) -> Result<Self, ServiceError> {
+        let s = &state.services;
+        let mut names = HashMap::new();
+        names.insert(scope.org_id().as_uuid(), scope.org().name.clone());
+        for k in s.keys.list(scope, None, NAMES_LOADED).await?.data {
+            names.insert(k.id.as_uuid(), format!("{} ({}…)", k.name, k.prefix));
+        }
+        for team in s.teams.list(scope, None, NAMES_LOADED).await?.data {
+            names.insert(team.id.as_uuid(), team.name);
+        }
+        for m in s.orgs.members(scope, None, NAMES_LOADED).await?.data {
+            let name = if m.name.trim().is_empty() {
+                m.email.to_string()
+            } else {
+                m.name
+            };
+            names.insert(m.user_id.as_uuid(), name);
+        }
+        Ok(Self(names))
+    }
+
+    /// The name of `id`, or empty when it is not known.
+    #[must_use]
+    pub fn of(&self, id: Uuid) -> String {
+        self.0.get(&id).cloned().unwrap_or_default()
+    }
 }
 
 /// Whether the caller may change rules on (`kind`, `id`): `all` anywhere, `own` on their own
@@ -352,6 +392,7 @@ async fn list_page(
 ) -> Result<BudgetsPage, ServiceError> {
     let t = session.lang.strings();
     let budgets = state.services.governance.list_budgets(scope).await?;
+    let names = ScopeNames::load(state, scope).await?;
     let mut rows = Vec::with_capacity(budgets.len());
     for b in &budgets {
         let can = may_manage(
@@ -363,7 +404,10 @@ async fn list_page(
             Action::BudgetsManageOwn,
         )
         .await;
-        rows.push(budget_row(state, t, b, can).await?);
+        rows.push(BudgetRow {
+            target: names.of(b.scope_id),
+            ..budget_row(state, t, b, can).await?
+        });
     }
     let alerts = state
         .services
@@ -615,7 +659,10 @@ async fn edit_page(
     Ok(EditPage {
         ctx: page_ctx(session, scope, &format!("/budgets/{id}"), Vec::new()),
         org_id: scope.org_id().to_string(),
-        b: budget_row(state, t, &b, can).await?,
+        b: BudgetRow {
+            target: ScopeNames::load(state, scope).await?.of(b.scope_id),
+            ..budget_row(state, t, &b, can).await?
+        },
         alerts: alerts.data.iter().map(|a| alert_row(t, a)).collect(),
         error,
     })

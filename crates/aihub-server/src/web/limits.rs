@@ -18,7 +18,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::budgets::{FormError, may_manage, scope_label};
+use super::budgets::{FormError, ScopeNames, may_manage, scope_label};
 use super::i18n::Strings;
 use super::pages::{Ctx, OrgChoice, Session, redirect, render, select_org};
 use crate::state::AppState;
@@ -28,6 +28,8 @@ pub struct LimitRow {
     pub id: String,
     pub scope: &'static str,
     pub scope_id: String,
+    /// The name of the key, member, team or organization, where the list knows it.
+    pub target: String,
     pub model: String,
     pub rpm: String,
     pub tpm: String,
@@ -45,6 +47,7 @@ pub fn limit_row(t: &'static Strings, l: &LimitRule, can_manage: bool) -> LimitR
         id: l.id.to_string(),
         scope: scope_label(t, l.scope),
         scope_id: l.scope_id.to_string(),
+        target: String::new(),
         model: l.model.clone().unwrap_or_else(|| t.all_models.to_owned()),
         rpm: number(l.rpm),
         tpm: number(l.tpm),
@@ -86,6 +89,7 @@ async fn list_page(
 ) -> Result<LimitsPage, ServiceError> {
     let t = session.lang.strings();
     let limits = state.services.governance.list_limits(scope).await?;
+    let names = ScopeNames::load(state, scope).await?;
     let mut rows = Vec::with_capacity(limits.len());
     for l in &limits {
         let can = may_manage(
@@ -97,7 +101,10 @@ async fn list_page(
             Action::LimitsManageOwn,
         )
         .await;
-        rows.push(limit_row(t, l, can));
+        rows.push(LimitRow {
+            target: names.of(l.scope_id),
+            ..limit_row(t, l, can)
+        });
     }
     let all = scope.can(Action::LimitsManage);
     let (error, form) = refused.map_or((None, CreateForm::default()), |(e, f)| (Some(e), f));

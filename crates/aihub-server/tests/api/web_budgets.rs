@@ -471,6 +471,14 @@ async fn viewers_and_members_change_nothing(kind: BackendKind) {
         assert!(html.contains(&format!("id=\"budget-row-{budget_id}\"")));
         let html_limits = b.page(&format!("/limits?org={shared}")).await;
         assert!(html_limits.contains(&format!("id=\"limit-row-{limit_id}\"")));
+        assert_eq!(
+            text_of(&html, &format!("budget-target-{budget_id}")),
+            "Shared"
+        );
+        assert_eq!(
+            text_of(&html_limits, &format!("limit-target-{limit_id}")),
+            "Shared"
+        );
         assert!(!html_limits.contains(&format!("id=\"limit-save-{limit_id}\"")));
         assert!(!html_limits.contains(&format!("id=\"limit-delete-{limit_id}\"")));
         if role == Role::Viewer {

@@ -123,6 +123,10 @@ async fn a_key_is_edited_limited_budgeted_and_rotated(kind: BackendKind) {
         "0 / 5.25 USD · Daily"
     );
     assert_eq!(text_of(&html, &format!("key-last-used-{id}")), "Never");
+    // The budgets page names the key the budget is on.
+    let budget_id = budgets[0]["id"].as_str().unwrap();
+    let html = b.page(&format!("/budgets?org={org}")).await;
+    assert!(text_of(&html, &format!("budget-target-{budget_id}")).starts_with("deploy (sk-aihub-"));
 
     // A bad amount is a message and changes nothing.
     let r = b
