@@ -285,6 +285,18 @@ impl ScopeNames {
         Ok(Self(names))
     }
 
+    /// `(id, name)` of everything named, by name: suggestions for a form's scope id.
+    #[must_use]
+    pub fn choices(&self) -> Vec<(String, String)> {
+        let mut all: Vec<(String, String)> = self
+            .0
+            .iter()
+            .map(|(id, name)| (id.to_string(), name.clone()))
+            .collect();
+        all.sort_by(|a, b| a.1.cmp(&b.1));
+        all
+    }
+
     /// The name of `id`, or empty when it is not known.
     #[must_use]
     pub fn of(&self, id: Uuid) -> String {
@@ -369,6 +381,8 @@ struct BudgetsPage {
     error: Option<FormError>,
     /// The create form's values: the defaults, or what a refused form held.
     form: CreateForm,
+    /// Suggestions for the scope id: `(id, name)`.
+    targets: Vec<(String, String)>,
     scopes: Vec<(&'static str, &'static str, bool)>,
     periods: Vec<(&'static str, &'static str, bool)>,
     currencies: Vec<(String, bool)>,
@@ -435,6 +449,7 @@ async fn list_page(
         notice,
         error,
         form,
+        targets: names.choices(),
         scopes,
         periods: period_choices(t, period),
         currencies: currency_choices(currency),

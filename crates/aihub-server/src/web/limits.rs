@@ -76,6 +76,8 @@ struct LimitsPage {
     error: Option<FormError>,
     /// The create form's values: empty, or what a refused form held.
     form: CreateForm,
+    /// Suggestions for the scope id: `(id, name)`.
+    targets: Vec<(String, String)>,
     scopes: Vec<(&'static str, &'static str, bool)>,
 }
 
@@ -125,6 +127,7 @@ async fn list_page(
             .map(|s| (s.as_str(), scope_label(t, s), s.as_str() == form.scope_type))
             .collect(),
         form,
+        targets: names.choices(),
     })
 }
 

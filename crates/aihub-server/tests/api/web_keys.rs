@@ -226,6 +226,14 @@ async fn own_key_caps_show_as_form_messages(kind: BackendKind) {
         assert_eq!(r.status(), StatusCode::CREATED);
     }
     let (id, _) = create_key(&b, &shared, "mine").await;
+    // The budget and limit forms suggest the key by name for the scope id.
+    for page in ["budgets", "limits"] {
+        let html = b.page(&format!("/{page}?org={shared}")).await;
+        assert!(
+            html.contains(&format!("<option value=\"{id}\" label=\"mine (sk-aihub-")),
+            "{page}"
+        );
+    }
     let html = b.page(&format!("/keys/{id}?org={shared}")).await;
     assert!(html.contains("id=\"key-budget-save\""));
     assert!(html.contains("id=\"key-limits-save\""));
