@@ -27,3 +27,13 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   }
 });
+/* API keys, budgets and alerts, rate limits */
+// Forms marked data-confirm ask before they are sent (deleting a budget or a limit, rotating a
+// webhook secret); without JavaScript they are sent as they are.
+document.addEventListener("DOMContentLoaded", () => {
+  for (const form of document.querySelectorAll("form[data-confirm]")) {
+    form.addEventListener("submit", (event) => {
+      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+    });
+  }
+});

@@ -1,13 +1,17 @@
-//! API keys of the selected organization: the list, the create form (the secret is shown once,
-//! on the page that answers the form), and revocation after a confirmation page. Which buttons
-//! show follows the caller's role; the keys service decides what is allowed.
+//! API keys of the selected organization: the list (with each key's rate limits and budget),
+//! the create form (the secret is shown once, on the page that answers the form), a page per key
+//! to edit it, set its limits and budget, rotate its secret (shown once) and revoke it, each
+//! after a confirmation page where it cannot be undone. Which buttons show follows the caller's
+//! role; the keys and governance services decide what is allowed.
 
 use std::str::FromStr;
 
-use aihub_core::KeyId;
+use aihub_core::governance::{LimitRule, Period, ScopeType};
 use aihub_core::time::now;
+use aihub_core::{Currency, KeyId, TeamId};
 use aihub_service::ServiceError;
-use aihub_service::keys::CreateKey;
+use aihub_service::governance::{CreateBudget, CreateLimit, UpdateBudget, UpdateLimit};
+use aihub_service::keys::{CreateKey, UpdateKey};
 use aihub_service::orgs::OrgScope;
 use aihub_service::policy::Action;
 use aihub_store::ApiKey;
@@ -19,14 +23,23 @@ use axum::response::Response;
 use chrono::{DateTime, NaiveDate, Utc};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
+use uuid::Uuid;
 
+use super::budgets::{
+    BudgetRow, FormError, budget_row, currency_choices, may_manage, parse_amount, period_choices,
+    when,
+};
 use super::i18n::Strings;
+use super::limits::{LimitRow, limit_row, parse_count};
 use super::pages::{Ctx, OrgChoice, Session, message_for, redirect, render, select_org};
 use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Keys per page of the list.
 const PAGE: u32 = 50;
+
+/// Teams offered by the create form.
+const TEAMS_SHOWN: u32 = 100;
 
 /// One row of the list.
 pub struct KeyRow {
@@ -40,13 +53,10 @@ pub struct KeyRow {
     pub status: &'static str,
     pub status_class: &'static str,
     pub can_revoke: bool,
-}
-
-fn when(t: Option<DateTime<Utc>>, none: &'static str) -> String {
-    t.map_or_else(
-        || none.to_owned(),
-        |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
-    )
+    /// The key's rate limits, e.g. `60 RPM · 10000 TPM`.
+    pub limits: String,
+    /// The key's budget: spent / amount, currency and period.
+    pub budget: String,
 }
 
 fn can_manage(scope: &OrgScope, key: &ApiKey) -> bool {
@@ -76,6 +86,90 @@ fn row(t: &'static Strings, scope: &OrgScope, key: &ApiKey, at: DateTime<Utc>) -
         status,
         status_class,
         can_revoke: key.revoked_at.is_none() && can_manage(scope, key),
+        limits: "—".to_owned(),
+        budget: "—".to_owned(),
+    }
+}
+
+/// The rate limits and budgets of the organization's keys (every key's, for the list).
+struct KeyRules {
+    limits: Vec<LimitRule>,
+    /// The key a budget is on, and the budget.
+    budgets: Vec<(Uuid, BudgetRow)>,
+}
+
+async fn key_rules(
+    state: &AppState,
+    t: &'static Strings,
+    scope: &OrgScope,
+) -> Result<KeyRules, ServiceError> {
+    let governance = &state.services.governance;
+    let limits = governance
+        .list_limits(scope)
+        .await?
+        .into_iter()
+        .filter(|l| l.scope == ScopeType::Key)
+        .collect();
+    let mut budgets = Vec::new();
+    for b in governance.list_budgets(scope).await? {
+        if b.scope == ScopeType::Key {
+            let can = may_manage(
+                state,
+                scope,
+                b.scope,
+                b.scope_id,
+                Action::BudgetsManage,
+                Action::BudgetsManageOwn,
+            )
+            .await;
+            budgets.push((b.scope_id, budget_row(state, t, &b, can).await?));
+        }
+    }
+    Ok(KeyRules { limits, budgets })
+}
+
+impl KeyRules {
+    /// `60 RPM · 10000 TPM`, per rule, prefixed by the model of a one-model rule.
+    fn limits_text(&self, t: &'static Strings, key: Uuid) -> String {
+        let text: Vec<String> = self
+            .limits
+            .iter()
+            .filter(|l| l.scope_id == key)
+            .map(|l| {
+                let parts: Vec<String> = [
+                    (l.rpm, t.keys_rpm),
+                    (l.tpm, t.keys_tpm),
+                    (l.concurrency, t.keys_concurrent),
+                ]
+                .into_iter()
+                .filter_map(|(v, unit)| v.map(|v| format!("{v} {unit}")))
+                .collect();
+                match &l.model {
+                    Some(m) => format!("{m}: {}", parts.join(" · ")),
+                    None => parts.join(" · "),
+                }
+            })
+            .collect();
+        if text.is_empty() {
+            "—".to_owned()
+        } else {
+            text.join("; ")
+        }
+    }
+
+    /// `2.5 / 10 USD · Monthly`, per budget.
+    fn budget_text(&self, key: Uuid) -> String {
+        let text: Vec<String> = self
+            .budgets
+            .iter()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, b)| format!("{} / {} {} · {}", b.spent, b.amount, b.currency, b.period))
+            .collect();
+        if text.is_empty() {
+            "—".to_owned()
+        } else {
+            text.join("; ")
+        }
     }
 }
 
@@ -93,6 +187,8 @@ struct KeysPage {
     form_name: String,
     form_models: String,
     form_expires: String,
+    /// `(id, name, selected)` of the teams a key may count against.
+    teams: Vec<(String, String, bool)>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -110,6 +206,7 @@ struct Refill {
     name: String,
     models: String,
     expires: String,
+    team: String,
 }
 
 async fn list_page(
@@ -127,6 +224,8 @@ async fn list_page(
     };
     let page = state.services.keys.list(scope, cursor, PAGE).await?;
     let t = session.lang.strings();
+    let rules = key_rules(state, t, scope).await?;
+    let teams = state.services.teams.list(scope, None, TEAMS_SHOWN).await?;
     let at = now();
     let org_query = format!("?org={}", scope.org_id());
     let mut ctx = session.ctx(&format!("/keys{org_query}"), "keys");
@@ -135,7 +234,15 @@ async fn list_page(
     Ok(KeysPage {
         ctx,
         org_id: scope.org_id().to_string(),
-        rows: page.data.iter().map(|k| row(t, scope, k, at)).collect(),
+        rows: page
+            .data
+            .iter()
+            .map(|k| KeyRow {
+                limits: rules.limits_text(t, k.id.as_uuid()),
+                budget: rules.budget_text(k.id.as_uuid()),
+                ..row(t, scope, k, at)
+            })
+            .collect(),
         next_cursor: page.next_cursor.map(|c| c.to_string()),
         can_create: scope.can(Action::KeysCreate),
         notice,
@@ -144,6 +251,15 @@ async fn list_page(
         form_name: refill.name,
         form_models: refill.models,
         form_expires: refill.expires,
+        teams: teams
+            .data
+            .iter()
+            .map(|team| {
+                let id = team.id.to_string();
+                let selected = id == refill.team;
+                (id, team.name.clone(), selected)
+            })
+            .collect(),
     })
 }
 
@@ -181,6 +297,8 @@ pub struct CreateForm {
     models: String,
     #[serde(default)]
     expires: String,
+    #[serde(default)]
+    team: String,
 }
 
 #[derive(Template)]
@@ -225,11 +343,19 @@ pub async fn create(
         Ok(v) => v,
         Err(e) => return session.error(e),
     };
-    let input = parse_expires(&form.expires).map(|expires_at| CreateKey {
-        name: form.name.clone(),
-        expires_at,
-        models: parse_models(&form.models),
-        ..CreateKey::default()
+    let team_id = match form.team.trim() {
+        "" => Ok(None),
+        s => TeamId::from_str(s)
+            .map(Some)
+            .map_err(|_| ServiceError::invalid("invalid_team", "the team is not a team id")),
+    };
+    let input = parse_expires(&form.expires).and_then(|expires_at| {
+        Ok(CreateKey {
+            name: form.name.clone(),
+            expires_at,
+            models: parse_models(&form.models),
+            team_id: team_id?,
+        })
     });
     let created = match input {
         Ok(input) => state.services.keys.create(&scope, input).await,
@@ -256,6 +382,7 @@ pub async fn create(
                 name: form.name,
                 models: form.models,
                 expires: form.expires,
+                team: form.team,
             };
             match list_page(&state, &session, &scope, orgs, None, None, refill).await {
                 Ok(page) => render(StatusCode::UNPROCESSABLE_ENTITY, &page),
@@ -329,6 +456,548 @@ pub async fn revoke(
     .await;
     match result {
         Ok(org) => redirect(&format!("/keys?org={org}&revoked=1")),
+        Err(e) => session.error(e),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct KeyQuery {
+    org: Option<String>,
+    done: Option<String>,
+}
+
+/// Which form of the key page a message belongs to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Section {
+    Edit,
+    Limits,
+    Budget,
+}
+
+#[derive(Template)]
+#[template(path = "key_page.html")]
+struct KeyPage {
+    ctx: Ctx,
+    org_id: String,
+    key: KeyRow,
+    team: String,
+    form_name: String,
+    form_models: String,
+    form_expires: String,
+    can_edit: bool,
+    /// The key's rule for every model, which the limits form edits.
+    limit: Option<LimitRow>,
+    /// Every rule on the key, for every model or one.
+    limit_rows: Vec<LimitRow>,
+    can_limits: bool,
+    /// The key's budget, which the budget form edits.
+    budget: Option<BudgetRow>,
+    can_budget: bool,
+    periods: Vec<(&'static str, &'static str, bool)>,
+    currencies: Vec<(String, bool)>,
+    notice: Option<&'static str>,
+    edit_error: Option<FormError>,
+    limits_error: Option<FormError>,
+    budget_error: Option<FormError>,
+}
+
+fn key_id(raw: &str) -> Result<KeyId, ServiceError> {
+    KeyId::from_str(raw).map_err(|_| ServiceError::NotFound)
+}
+
+/// The key's rules: its every-model limit (if any), and its budget (the first, if any).
+async fn own_rules(
+    state: &AppState,
+    scope: &OrgScope,
+    id: KeyId,
+) -> Result<(Vec<LimitRule>, Option<aihub_core::governance::BudgetRule>), ServiceError> {
+    let key = id.as_uuid();
+    let limits = state
+        .services
+        .governance
+        .list_limits(scope)
+        .await?
+        .into_iter()
+        .filter(|l| l.scope == ScopeType::Key && l.scope_id == key)
+        .collect();
+    let budget = state
+        .services
+        .governance
+        .list_budgets(scope)
+        .await?
+        .into_iter()
+        .find(|b| b.scope == ScopeType::Key && b.scope_id == key);
+    Ok((limits, budget))
+}
+
+async fn key_page(
+    state: &AppState,
+    session: &Session,
+    scope: &OrgScope,
+    id: KeyId,
+    notice: Option<&'static str>,
+    error: Option<(Section, FormError)>,
+) -> Result<KeyPage, ServiceError> {
+    let t = session.lang.strings();
+    let key = state.services.keys.get(scope, id).await?;
+    let (limits, budget) = own_rules(state, scope, id).await?;
+    let team = match key.team_id {
+        Some(team) => state.services.teams.get(scope, team).await?.name,
+        None => "—".to_owned(),
+    };
+    let manage = |all, own| may_manage(state, scope, ScopeType::Key, id.as_uuid(), all, own);
+    let can_limits = manage(Action::LimitsManage, Action::LimitsManageOwn).await;
+    let can_budget = manage(Action::BudgetsManage, Action::BudgetsManageOwn).await;
+    let live = key.revoked_at.is_none();
+    let budget = match &budget {
+        Some(b) => Some(budget_row(state, t, b, can_budget).await?),
+        None => None,
+    };
+    let (period, currency) = budget
+        .as_ref()
+        .map_or((Period::Monthly, Currency::USD), |b| {
+            (
+                Period::parse(b.period_code).unwrap_or(Period::Monthly),
+                Currency::parse(&b.currency).unwrap_or(Currency::USD),
+            )
+        });
+    let (mut edit_error, mut limits_error, mut budget_error) = (None, None, None);
+    match error {
+        Some((Section::Edit, e)) => edit_error = Some(e),
+        Some((Section::Limits, e)) => limits_error = Some(e),
+        Some((Section::Budget, e)) => budget_error = Some(e),
+        None => {}
+    }
+    let org_query = format!("?org={}", scope.org_id());
+    let mut ctx = session.ctx(&format!("/keys/{id}{org_query}"), "keys");
+    ctx.org_query = org_query;
+    Ok(KeyPage {
+        ctx,
+        org_id: scope.org_id().to_string(),
+        team,
+        form_name: key.name.clone(),
+        form_models: key
+            .models
+            .as_ref()
+            .map(|m| m.join(", "))
+            .unwrap_or_default(),
+        form_expires: key
+            .expires_at
+            .map(|e| e.format("%Y-%m-%d").to_string())
+            .unwrap_or_default(),
+        can_edit: live && can_manage(scope, &key),
+        limit: limits
+            .iter()
+            .find(|l| l.model.is_none())
+            .map(|l| limit_row(t, l, can_limits)),
+        limit_rows: limits.iter().map(|l| limit_row(t, l, can_limits)).collect(),
+        can_limits: live && can_limits,
+        budget,
+        can_budget: live && can_budget,
+        periods: period_choices(t, period),
+        currencies: currency_choices(currency),
+        notice,
+        edit_error,
+        limits_error,
+        budget_error,
+        key: row(t, scope, &key, now()),
+    })
+}
+
+/// The key page, or an error page.
+async fn key_response(
+    state: &AppState,
+    session: &Session,
+    scope: &OrgScope,
+    id: KeyId,
+    status: StatusCode,
+    notice: Option<&'static str>,
+    error: Option<(Section, FormError)>,
+) -> Response {
+    match key_page(state, session, scope, id, notice, error).await {
+        Ok(page) => render(status, &page),
+        Err(e) => session.error(e),
+    }
+}
+
+/// One key: its details, the edit, limits and budget forms, rotation and revocation.
+pub async fn show(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Query(q): Query<KeyQuery>,
+) -> Response {
+    let t = session.lang.strings();
+    let notice = match q.done.as_deref() {
+        Some("saved") => Some(t.keys_saved),
+        Some("limits") => Some(t.limit_saved),
+        Some("budget") => Some(t.budget_saved),
+        _ => None,
+    };
+    let loaded = async {
+        let id = key_id(&id)?;
+        let (scope, _) = select_org(&state, &session, q.org.as_deref()).await?;
+        Ok::<_, ServiceError>((scope, id))
+    }
+    .await;
+    match loaded {
+        Ok((scope, id)) => {
+            key_response(&state, &session, &scope, id, StatusCode::OK, notice, None).await
+        }
+        Err(e) => session.error(e),
+    }
+}
+
+/// After a form of the key page: back to it with a notice, or the page again with the form's
+/// message (`422`), or an error page for a refusal.
+async fn answer<T>(
+    state: &AppState,
+    session: &Session,
+    scope: &OrgScope,
+    id: KeyId,
+    section: Section,
+    result: Result<T, Result<FormError, ServiceError>>,
+) -> Response {
+    let done = match section {
+        Section::Edit => "saved",
+        Section::Limits => "limits",
+        Section::Budget => "budget",
+    };
+    match result {
+        Ok(_) => redirect(&format!("/keys/{id}?org={}&done={done}", scope.org_id())),
+        Err(Ok(error)) => {
+            key_response(
+                state,
+                session,
+                scope,
+                id,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+                Some((section, error)),
+            )
+            .await
+        }
+        Err(Err(e)) => session.error(e),
+    }
+}
+
+/// A service's answer, with its input refusals as form messages.
+fn form_result<T>(
+    lang: super::i18n::Lang,
+    r: Result<T, ServiceError>,
+) -> Result<T, Result<FormError, ServiceError>> {
+    r.map_err(|e| FormError::from_service(lang, e))
+}
+
+/// Resolves the key and organization of a form post, or the error page to answer.
+async fn posted(
+    state: &AppState,
+    session: &Session,
+    id: &str,
+    org: &str,
+) -> Result<(OrgScope, KeyId), Response> {
+    let loaded = async {
+        let id = key_id(id)?;
+        let (scope, _) = select_org(state, session, Some(org)).await?;
+        Ok::<_, ServiceError>((scope, id))
+    }
+    .await;
+    loaded.map_err(|e| session.error(e))
+}
+
+/// `Forbidden` unless the caller may manage rules on the key.
+async fn allowed(
+    state: &AppState,
+    scope: &OrgScope,
+    id: KeyId,
+    all: Action,
+    own: Action,
+) -> Result<(), ServiceError> {
+    if may_manage(state, scope, ScopeType::Key, id.as_uuid(), all, own).await {
+        Ok(())
+    } else {
+        Err(ServiceError::Forbidden)
+    }
+}
+
+#[derive(Deserialize)]
+pub struct EditForm {
+    org: String,
+    name: String,
+    #[serde(default)]
+    models: String,
+    #[serde(default)]
+    expires: String,
+}
+
+/// Saves the key's name, models and expiry (empty: every model, no expiry).
+pub async fn update(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(form): Form<EditForm>,
+) -> Response {
+    let (scope, id) = match posted(&state, &session, &id, &form.org).await {
+        Ok(v) => v,
+        Err(resp) => return resp,
+    };
+    let result = match parse_expires(&form.expires) {
+        Ok(expires_at) => {
+            let input = UpdateKey {
+                name: Some(form.name),
+                expires_at: Some(expires_at),
+                models: Some(parse_models(&form.models)),
+            };
+            state.services.keys.update(&scope, id, input).await
+        }
+        Err(e) => Err(e),
+    };
+    let result = form_result(session.lang, result);
+    answer(&state, &session, &scope, id, Section::Edit, result).await
+}
+
+#[derive(Deserialize)]
+pub struct LimitsForm {
+    org: String,
+    #[serde(default)]
+    rpm: String,
+    #[serde(default)]
+    tpm: String,
+}
+
+/// Sets, replaces or (both fields empty) removes the key's requests and tokens per minute for
+/// every model, through the governance service and its caps on one's own keys.
+pub async fn set_limits(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(form): Form<LimitsForm>,
+) -> Response {
+    let (scope, id) = match posted(&state, &session, &id, &form.org).await {
+        Ok(v) => v,
+        Err(resp) => return resp,
+    };
+    let t = session.lang.strings();
+    let (Ok(rpm), Ok(tpm)) = (parse_count(&form.rpm), parse_count(&form.tpm)) else {
+        let error = Err(Ok(FormError::local(t.limit_bad_value)));
+        return answer::<()>(&state, &session, &scope, id, Section::Limits, error).await;
+    };
+    let result = async {
+        // Loaded through the keys service first, so another organization's key is not found.
+        state.services.keys.get(&scope, id).await?;
+        let (limits, _) = own_rules(&state, &scope, id).await?;
+        let governance = &state.services.governance;
+        match limits.into_iter().find(|l| l.model.is_none()) {
+            Some(l) if rpm.is_none() && tpm.is_none() && l.concurrency.is_none() => {
+                governance.delete_limit(&scope, l.id).await
+            }
+            Some(l) => {
+                let input = UpdateLimit {
+                    rpm: Some(rpm),
+                    tpm: Some(tpm),
+                    ..UpdateLimit::default()
+                };
+                governance.update_limit(&scope, l.id, input).await.map(drop)
+            }
+            // Nothing to remove: still refused to a caller who could not have set one.
+            None if rpm.is_none() && tpm.is_none() => {
+                allowed(
+                    &state,
+                    &scope,
+                    id,
+                    Action::LimitsManage,
+                    Action::LimitsManageOwn,
+                )
+                .await
+            }
+            None => {
+                let input = CreateLimit {
+                    scope_type: ScopeType::Key.as_str().to_owned(),
+                    scope_id: Some(id.as_uuid()),
+                    rpm,
+                    tpm,
+                    ..CreateLimit::default()
+                };
+                governance.create_limit(&scope, input).await.map(drop)
+            }
+        }
+    }
+    .await;
+    let result = form_result(session.lang, result);
+    answer(&state, &session, &scope, id, Section::Limits, result).await
+}
+
+#[derive(Deserialize)]
+pub struct BudgetForm {
+    org: String,
+    amount: String,
+    #[serde(default)]
+    period: String,
+    #[serde(default)]
+    currency: String,
+}
+
+/// Sets or replaces the key's budget (amount in the currency's decimals, period, currency).
+pub async fn set_budget(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(form): Form<BudgetForm>,
+) -> Response {
+    let (scope, id) = match posted(&state, &session, &id, &form.org).await {
+        Ok(v) => v,
+        Err(resp) => return resp,
+    };
+    let t = session.lang.strings();
+    let currency = match form.currency.trim() {
+        "" => Some(Currency::USD),
+        c => Currency::parse(c).ok(),
+    };
+    let parsed = currency.ok_or(t.budget_bad_currency).and_then(|c| {
+        parse_amount(&form.amount, c)
+            .map(|a| (c, a))
+            .map_err(|e| e.message(t))
+    });
+    let (currency, amount) = match parsed {
+        Ok(v) => v,
+        Err(message) => {
+            let error = Err(Ok(FormError::local(message)));
+            return answer::<()>(&state, &session, &scope, id, Section::Budget, error).await;
+        }
+    };
+    let period = match form.period.trim() {
+        "" => None,
+        p => Some(p.to_owned()),
+    };
+    let result = async {
+        state.services.keys.get(&scope, id).await?;
+        let (_, budget) = own_rules(&state, &scope, id).await?;
+        let governance = &state.services.governance;
+        match budget {
+            Some(b) => {
+                let input = UpdateBudget {
+                    amount_micros: Some(amount),
+                    currency: Some(currency.to_string()),
+                    period,
+                    ..UpdateBudget::default()
+                };
+                governance
+                    .update_budget(&scope, b.id, input)
+                    .await
+                    .map(drop)
+            }
+            None => {
+                let input = CreateBudget {
+                    scope_type: ScopeType::Key.as_str().to_owned(),
+                    scope_id: Some(id.as_uuid()),
+                    amount_micros: Some(amount),
+                    currency: Some(currency.to_string()),
+                    period,
+                    ..CreateBudget::default()
+                };
+                governance.create_budget(&scope, input).await.map(drop)
+            }
+        }
+    }
+    .await;
+    let result = form_result(session.lang, result);
+    answer(&state, &session, &scope, id, Section::Budget, result).await
+}
+
+/// Removes the key's budget (the form asks for confirmation first).
+pub async fn remove_budget(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(form): Form<RevokeForm>,
+) -> Response {
+    let (scope, id) = match posted(&state, &session, &id, &form.org).await {
+        Ok(v) => v,
+        Err(resp) => return resp,
+    };
+    let result = async {
+        state.services.keys.get(&scope, id).await?;
+        match own_rules(&state, &scope, id).await?.1 {
+            Some(b) => state.services.governance.delete_budget(&scope, b.id).await,
+            None => {
+                allowed(
+                    &state,
+                    &scope,
+                    id,
+                    Action::BudgetsManage,
+                    Action::BudgetsManageOwn,
+                )
+                .await
+            }
+        }
+    }
+    .await;
+    match result {
+        Ok(()) => redirect(&format!("/keys/{id}?org={}&done=budget", scope.org_id())),
+        Err(e) => session.error(e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "key_rotate.html")]
+struct RotatePage {
+    ctx: Ctx,
+    org_id: String,
+    key: KeyRow,
+}
+
+/// Asks for confirmation before rotating: the current secret stops working.
+pub async fn confirm_rotate(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Query(q): Query<OrgQuery>,
+) -> Response {
+    let result = async {
+        let id = key_id(&id)?;
+        let (scope, _) = select_org(&state, &session, q.org.as_deref()).await?;
+        let key = state.services.keys.get(&scope, id).await?;
+        Ok::<_, ServiceError>((scope, key))
+    }
+    .await;
+    let (scope, key) = match result {
+        Ok(v) => v,
+        Err(e) => return session.error(e),
+    };
+    let org_query = format!("?org={}", scope.org_id());
+    let mut ctx = session.ctx(&format!("/keys/{}{org_query}", key.id), "keys");
+    ctx.org_query = org_query;
+    let page = RotatePage {
+        ctx,
+        org_id: scope.org_id().to_string(),
+        key: row(session.lang.strings(), &scope, &key, now()),
+    };
+    render(StatusCode::OK, &page)
+}
+
+/// Gives the key a new secret and shows it once, like a new key's; the old one stops working.
+pub async fn rotate(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(form): Form<RevokeForm>,
+) -> Response {
+    let (scope, id) = match posted(&state, &session, &id, &form.org).await {
+        Ok(v) => v,
+        Err(resp) => return resp,
+    };
+    match state.services.keys.rotate(&scope, id).await {
+        Ok(rotated) => {
+            let org_query = format!("?org={}", scope.org_id());
+            let mut ctx = session.ctx(&format!("/keys{org_query}"), "keys");
+            ctx.org_query = org_query;
+            let page = CreatedPage {
+                ctx,
+                name: rotated.key.name,
+                secret: rotated.secret.expose_secret().to_owned(),
+            };
+            render(StatusCode::OK, &page)
+        }
         Err(e) => session.error(e),
     }
 }

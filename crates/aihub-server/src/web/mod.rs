@@ -12,10 +12,12 @@ pub mod admin;
 pub mod assets;
 pub mod audit;
 pub mod auth;
+pub mod budgets;
 pub mod csrf;
 pub mod i18n;
 pub mod invitations;
 pub mod keys;
+pub mod limits;
 pub mod org;
 pub mod overview;
 pub mod pages;
@@ -65,7 +67,10 @@ pub fn router(state: AppState) -> Router<AppState> {
             get(org::confirm_remove_member).post(org::remove_member),
         )
         .route("/org/teams", get(org::teams).post(org::create_team))
-        .route("/org/teams/{team_id}", get(org::team).post(org::rename_team))
+        .route(
+            "/org/teams/{team_id}",
+            get(org::team).post(org::rename_team),
+        )
         .route("/org/teams/{team_id}/members", post(org::add_team_member))
         .route(
             "/org/teams/{team_id}/members/{user_id}/remove",
@@ -75,10 +80,7 @@ pub fn router(state: AppState) -> Router<AppState> {
             "/org/teams/{team_id}/delete",
             get(org::confirm_delete_team).post(org::delete_team),
         )
-        .route(
-            "/org/invitations",
-            get(org::invitations).post(org::invite),
-        )
+        .route("/org/invitations", get(org::invitations).post(org::invite))
         .route(
             "/org/invitations/{invitation_id}/resend",
             post(org::resend_invitation),
@@ -128,6 +130,21 @@ pub fn router(state: AppState) -> Router<AppState> {
             "/admin/prices",
             get(admin::catalog::prices).post(admin::catalog::add_price),
         )
+        .route("/keys/{id}", get(keys::show).post(keys::update))
+        .route("/keys/{id}/limits", post(keys::set_limits))
+        .route("/keys/{id}/budget", post(keys::set_budget))
+        .route("/keys/{id}/budget/delete", post(keys::remove_budget))
+        .route(
+            "/keys/{id}/rotate",
+            get(keys::confirm_rotate).post(keys::rotate),
+        )
+        .route("/budgets", get(budgets::list).post(budgets::create))
+        .route("/budgets/{id}", get(budgets::show).post(budgets::update))
+        .route("/budgets/{id}/rotate-secret", post(budgets::rotate_secret))
+        .route("/budgets/{id}/delete", post(budgets::delete))
+        .route("/limits", get(limits::list).post(limits::create))
+        .route("/limits/{id}", post(limits::update))
+        .route("/limits/{id}/delete", post(limits::delete))
         .route("/lang/{tag}", get(set_lang))
         .layer(from_fn_with_state(state, csrf::protect))
         .layer(from_fn(private_pages));

@@ -209,7 +209,9 @@ pub async fn settings(
             org_id: scope.org_id().to_string(),
             org_name: scope.org().name.clone(),
             personal: scope.org().is_personal,
-            role: scope.role().map_or(t.org_role_platform, |r| role_name(t, r)),
+            role: scope
+                .role()
+                .map_or(t.org_role_platform, |r| role_name(t, r)),
             notice: notice(t, q.done.as_deref()),
             error: form_error(t, q.error.as_deref()),
             can_rename: scope.can(Action::OrgUpdate),
@@ -456,11 +458,7 @@ pub async fn update_member(
             role: Some(role),
             models: Some((!models.is_empty()).then_some(models)),
         };
-        state
-            .services
-            .orgs
-            .update_member(&scope, user, input)
-            .await
+        state.services.orgs.update_member(&scope, user, input).await
     }
     .await;
     answer(&session, "/org/members", &scope, result.map(|_| "member"))
@@ -566,11 +564,7 @@ pub async fn teams(
 ) -> Response {
     let result = async {
         let (scope, orgs) = select_org(&state, &session, q.org.as_deref()).await?;
-        let page = state
-            .services
-            .teams
-            .list(&scope, cursor(&q)?, PAGE)
-            .await?;
+        let page = state.services.teams.list(&scope, cursor(&q)?, PAGE).await?;
         let t = session.lang.strings();
         Ok::<_, ServiceError>(TeamsPage {
             org_id: scope.org_id().to_string(),
@@ -776,8 +770,9 @@ pub async fn confirm_delete_team(
     let result = async {
         let id: TeamId = parse_id(&team_id)?;
         let (scope, orgs) = select_org(&state, &session, q.org.as_deref()).await?;
-        scope.require(Action::TeamsManage)?;
+        // The team must be this organization's before the role matters: another org's id is 404.
         let team = state.services.teams.get(&scope, id).await?;
+        scope.require(Action::TeamsManage)?;
         Ok::<_, ServiceError>(DeleteTeamPage {
             org_id: scope.org_id().to_string(),
             team: team_row(&team),
@@ -806,7 +801,12 @@ pub async fn delete_team(
         state.services.teams.delete(&scope, id).await
     }
     .await;
-    answer(&session, "/org/teams", &scope, result.map(|_| "team_deleted"))
+    answer(
+        &session,
+        "/org/teams",
+        &scope,
+        result.map(|_| "team_deleted"),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -872,11 +872,7 @@ pub async fn invitations(
         let at = now();
         Ok::<_, ServiceError>(InvitationsPage {
             org_id: scope.org_id().to_string(),
-            rows: page
-                .data
-                .iter()
-                .map(|i| invitation_row(t, i, at))
-                .collect(),
+            rows: page.data.iter().map(|i| invitation_row(t, i, at)).collect(),
             next_cursor: page.next_cursor.map(|c| c.to_string()),
             can_manage: scope.can(Action::InvitationsManage),
             roles: role_options(t, &scope, Role::Member),
@@ -970,7 +966,12 @@ pub async fn revoke_invitation(
         state.services.invitations.revoke(&scope, id).await
     }
     .await;
-    answer(&session, "/org/invitations", &scope, result.map(|_| "revoked"))
+    answer(
+        &session,
+        "/org/invitations",
+        &scope,
+        result.map(|_| "revoked"),
+    )
 }
 
 #[cfg(test)]
@@ -985,12 +986,18 @@ mod tests {
         assert_eq!(notice(t, Some("<script>")), None);
         assert_eq!(notice(t, None), None);
         assert_eq!(form_error(t, Some("")), None);
-        assert_eq!(form_error(t, Some("invalid_name")), Some(t.err_invalid_input));
+        assert_eq!(
+            form_error(t, Some("invalid_name")),
+            Some(t.err_invalid_input)
+        );
     }
 
     #[test]
     fn model_lists_and_roles_are_parsed() {
-        assert_eq!(split_models(" a, ,b "), vec!["a".to_owned(), "b".to_owned()]);
+        assert_eq!(
+            split_models(" a, ,b "),
+            vec!["a".to_owned(), "b".to_owned()]
+        );
         assert!(split_models(" , ").is_empty());
         assert_eq!(parse_role("viewer").unwrap(), Role::Viewer);
         assert!(matches!(

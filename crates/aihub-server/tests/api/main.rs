@@ -39,5 +39,7 @@ mod web;
 mod web_access;
 mod web_admin;
 mod web_audit;
+mod web_budgets;
 mod web_client;
+mod web_keys;
 mod webdriver;
