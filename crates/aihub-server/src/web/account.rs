@@ -2,10 +2,10 @@
 //! The accounts service checks the current password and the new one's length, and ends every
 //! other session of the user; this browser's session is kept, so it stays signed in.
 
+use super::pages::Form;
 use aihub_core::password::{PasswordError, check_length};
 use aihub_service::ServiceError;
 use askama::Template;
-use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;

@@ -1,9 +1,9 @@
 //! Sign-in, sign-up and sign-out pages. Sign-in sets the same session cookie as
 //! `POST /api/v1/auth/login`; sign-out ends the session on the server.
 
+use super::pages::Form;
 use aihub_service::accounts::Registration;
 use askama::Template;
-use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;

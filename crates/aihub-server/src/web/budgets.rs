@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 
+use super::pages::Form;
 use aihub_core::governance::{BudgetRule, Period, ScopeType};
 use aihub_core::money::{format_decimal_micros, parse_decimal_micros};
 use aihub_core::{Currency, KeyId};
@@ -16,7 +17,6 @@ use aihub_service::orgs::OrgScope;
 use aihub_service::policy::Action;
 use aihub_store::{BudgetAlert, DeliveryStatus};
 use askama::Template;
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;

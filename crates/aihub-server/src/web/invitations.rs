@@ -2,9 +2,9 @@
 //! invitee accepts or declines. Signed-out visitors are sent to sign in first and come back
 //! here. The invitations service checks that the invitation names the caller's address.
 
+use super::pages::Form;
 use aihub_service::orgs::TenancyError;
 use askama::Template;
-use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;

@@ -6,6 +6,7 @@
 
 use std::str::FromStr;
 
+use super::pages::Form;
 use aihub_core::governance::{LimitRule, Period, ScopeType};
 use aihub_core::time::now;
 use aihub_core::{Currency, KeyId, TeamId};
@@ -16,7 +17,6 @@ use aihub_service::orgs::OrgScope;
 use aihub_service::policy::Action;
 use aihub_store::ApiKey;
 use askama::Template;
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;

@@ -5,13 +5,13 @@
 use std::num::ParseIntError;
 use std::str::FromStr;
 
+use super::pages::Form;
 use aihub_core::governance::{LimitRule, ScopeType};
 use aihub_service::ServiceError;
 use aihub_service::governance::{CreateLimit, UpdateLimit};
 use aihub_service::orgs::OrgScope;
 use aihub_service::policy::Action;
 use askama::Template;
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;

@@ -8,6 +8,7 @@
 
 use std::str::FromStr;
 
+use super::pages::Form;
 use aihub_core::time::now;
 use aihub_core::{Role, TeamId, UserId};
 use aihub_service::ServiceError;
@@ -16,7 +17,6 @@ use aihub_service::orgs::{OrgScope, TenancyError, UpdateMember};
 use aihub_service::policy::Action;
 use aihub_store::{Invitation, Member, Team, TeamMember};
 use askama::Template;
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;

@@ -10,12 +10,13 @@ use aihub_service::accounts::Actor;
 use aihub_service::orgs::OrgScope;
 use aihub_service::policy::Action;
 use askama::Template;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::{CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use super::assets;
 use super::csrf;
@@ -23,6 +24,32 @@ use super::i18n::{Lang, Strings};
 use crate::error::ApiError;
 use crate::extract::client_of;
 use crate::state::AppState;
+
+/// A form body, as axum's `Form` reads it, except that a malformed one (a missing field, a
+/// number that is not one) answers the error page (422 `invalid_form`) in the visitor's
+/// language instead of axum's plain-text rejection.
+pub struct Form<T>(pub T);
+
+impl<T, S> FromRequest<S> for Form<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+        let lang = Lang::negotiate(req.headers());
+        match axum::Form::<T>::from_request(req, state).await {
+            Ok(axum::Form(value)) => Ok(Form(value)),
+            Err(rejection) => Err(error_page(
+                lang,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_form",
+                Some(rejection.body_text()),
+            )),
+        }
+    }
+}
 
 /// `?next=…`: where to go after signing in or switching language.
 #[derive(Debug, Deserialize)]

@@ -4,6 +4,7 @@
 //! per million tokens, parsed to integer micro-units by the service; a price is changed by
 //! adding a new one that takes effect at a given time.
 
+use super::super::pages::Form;
 use aihub_core::config::ProviderKind;
 use aihub_core::money::format_decimal_micros;
 use aihub_service::ServiceError;
@@ -11,7 +12,6 @@ use aihub_service::catalog::{
     ModelInput, ModelRoute, Price, PriceInput, ProviderInput, ProviderSpec, Source,
 };
 use askama::Template;
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;

@@ -3,11 +3,11 @@
 
 use std::str::FromStr;
 
+use super::super::pages::Form;
 use aihub_core::OrgId;
 use aihub_service::ServiceError;
 use aihub_service::governance::PlanRef;
 use askama::Template;
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -111,6 +111,7 @@ pub async fn list(
 
 #[derive(Deserialize)]
 pub struct AssignForm {
+    #[serde(default)]
     plan_id: String,
 }
 

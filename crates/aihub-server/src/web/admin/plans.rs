@@ -4,12 +4,12 @@
 
 use std::str::FromStr;
 
+use super::super::pages::Form;
 use aihub_core::governance::Plan;
 use aihub_core::money::format_decimal_micros;
 use aihub_service::ServiceError;
 use aihub_service::governance::{CreatePlan, UpdatePlan};
 use askama::Template;
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
