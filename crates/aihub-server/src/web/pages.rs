@@ -72,6 +72,8 @@ pub struct OrgChoice {
     pub selected: bool,
     /// Whether the viewer may read this organization's audit log (set for the selected one).
     pub can_audit: bool,
+    /// Whether the viewer may see this organization's invitations (set for the selected one).
+    pub can_invite: bool,
 }
 
 /// What the layout (`base.html`) needs on every page.
@@ -225,6 +227,7 @@ pub async fn select_org(
     };
     let scope = state.services.orgs.scope(&session.actor, id).await?;
     let can_audit = scope.can(Action::AuditRead);
+    let can_invite = scope.can(Action::InvitationsRead);
     let mut choices: Vec<OrgChoice> = memberships
         .iter()
         .map(|m| OrgChoice {
@@ -233,6 +236,7 @@ pub async fn select_org(
             personal: m.org.is_personal,
             selected: m.org.id == id,
             can_audit: m.org.id == id && can_audit,
+            can_invite: m.org.id == id && can_invite,
         })
         .collect();
     // A platform admin may look at an organization they are not a member of.
@@ -243,6 +247,7 @@ pub async fn select_org(
             personal: scope.org().is_personal,
             selected: true,
             can_audit,
+            can_invite,
         });
     }
     Ok((scope, choices))

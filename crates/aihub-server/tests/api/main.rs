@@ -42,4 +42,5 @@ mod web_audit;
 mod web_budgets;
 mod web_client;
 mod web_keys;
+mod web_org;
 mod webdriver;
