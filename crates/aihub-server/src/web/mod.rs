@@ -9,6 +9,7 @@
 
 pub mod assets;
 pub mod auth;
+pub mod chart;
 pub mod csrf;
 pub mod i18n;
 pub mod invitations;
@@ -16,6 +17,7 @@ pub mod keys;
 pub mod overview;
 pub mod pages;
 pub mod progress;
+pub mod usage;
 
 use axum::Router;
 use axum::extract::{Path, Query, Request};
@@ -48,6 +50,8 @@ pub fn router(state: AppState) -> Router<AppState> {
             get(invitations::show).post(invitations::accept),
         )
         .route("/invitations/decline", post(invitations::decline))
+        .route("/usage", get(usage::show))
+        .route("/usage.csv", get(usage::csv))
         .route("/lang/{tag}", get(set_lang))
         .layer(from_fn_with_state(state, csrf::protect))
         .layer(from_fn(private_pages));

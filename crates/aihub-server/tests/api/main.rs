@@ -37,4 +37,5 @@ mod redis_outage;
 mod teams;
 mod web;
 mod web_client;
+mod web_usage;
 mod webdriver;
