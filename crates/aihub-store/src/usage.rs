@@ -539,33 +539,40 @@ impl Store {
     }
 
     /// Display names of the keys, users or teams `ids` of `org` (a user's e-mail when they gave
-    /// no name). Ids that name nothing (a deleted team, another organization's key, a user with
-    /// no usage in `org`) are left out. Days and models have no names: nothing is returned.
+    /// no name). Ids that name nothing (a deleted team, another organization's key, a user who
+    /// is neither a member of `org` nor has usage there) are left out. Days and models have no names: nothing is returned.
     pub async fn usage_group_names(
         &self,
         org: OrgId,
         grouping: UsageGrouping,
         ids: &[Uuid],
     ) -> Result<Vec<(Uuid, String)>> {
-        let head = match grouping {
+        // Each statement is its parts joined by the organization id; the id list follows.
+        let parts: &[&str] = match grouping {
             UsageGrouping::Day | UsageGrouping::Model => return Ok(Vec::new()),
-            UsageGrouping::Key => "SELECT id, name FROM api_keys WHERE org_id = ",
-            UsageGrouping::Team => "SELECT id, name FROM teams WHERE org_id = ",
-            UsageGrouping::User => {
+            UsageGrouping::Key => &[
+                "SELECT id, name FROM api_keys WHERE org_id = ",
+                " AND id IN (",
+            ],
+            UsageGrouping::Team => &["SELECT id, name FROM teams WHERE org_id = ", " AND id IN ("],
+            // Members, and former members who left usage behind.
+            UsageGrouping::User => &[
                 "SELECT u.id, CASE WHEN u.name = '' THEN u.email ELSE u.name END FROM users u \
-                 WHERE EXISTS (SELECT 1 FROM usage_daily d WHERE d.user_id = u.id AND d.org_id = "
-            }
-        };
-        let close = if grouping == UsageGrouping::User {
-            ") AND u.id IN ("
-        } else {
-            " AND id IN ("
+                 WHERE (EXISTS (SELECT 1 FROM org_members m WHERE m.user_id = u.id AND m.org_id = ",
+                ") OR EXISTS (SELECT 1 FROM usage_daily d WHERE d.user_id = u.id AND d.org_id = ",
+                ")) AND u.id IN (",
+            ],
         };
         let mut names = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(INSERT_CHUNK) {
             let rows: Vec<(Uuid, String)> = on_backend!(self.reader(), |p| {
-                let mut qb = sqlx::QueryBuilder::new(head);
-                qb.push_bind(org.as_uuid()).push(close);
+                let mut qb = sqlx::QueryBuilder::new("");
+                for (i, part) in parts.iter().enumerate() {
+                    if i > 0 {
+                        qb.push_bind(org.as_uuid());
+                    }
+                    qb.push(*part);
+                }
                 let mut list = qb.separated(", ");
                 for id in chunk {
                     list.push_bind(*id);

@@ -306,7 +306,8 @@ async fn group_names_are_those_of_the_org(db: &TestDb) {
         .await,
         [(t.as_uuid(), "blue".to_owned())]
     );
-    // A user without a name is shown by e-mail; a user with no usage in the org is not named.
+    // A user without a name is shown by e-mail; one neither in the org nor with usage there is
+    // not named.
     assert_eq!(
         names(
             UsageGrouping::User,
@@ -314,6 +315,15 @@ async fn group_names_are_those_of_the_org(db: &TestDb) {
         )
         .await,
         [(a.user.id.as_uuid(), "a@example.com".to_owned())]
+    );
+    // A member without usage is named too.
+    store
+        .add_member(org, b.user.id, aihub_core::Role::Viewer, now())
+        .await
+        .unwrap();
+    assert_eq!(
+        names(UsageGrouping::User, vec![b.user.id.as_uuid()]).await,
+        [(b.user.id.as_uuid(), "Bea".to_owned())]
     );
     assert!(
         names(UsageGrouping::Model, vec![mine.as_uuid()])
