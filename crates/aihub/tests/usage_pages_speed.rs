@@ -72,7 +72,8 @@ async fn usage_pages_of_a_million_records_render_within_a_second() {
 
     let mut cmd = aihub(dir.path());
     cmd.arg("serve");
-    let (mut child, base) = serve(cmd);
+    let (child, base) = serve(cmd);
+    let child = Stopped(child);
     let client = reqwest::Client::new();
     let login: Value = client
         .post(format!("{base}/api/v1/auth/login"))
@@ -251,7 +252,16 @@ async fn usage_pages_of_a_million_records_render_within_a_second() {
         assert!(took < BOUND, "{name} took {took:?}");
     }
     println!("slowest page: {slowest:?}");
+    drop(child);
+}
 
-    child.kill().unwrap();
-    child.wait().unwrap();
+/// The server, stopped when the test ends, also when it fails (a server left running would
+/// hold the test's output open).
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -556,6 +556,27 @@ async fn usage_of_other_organizations_is_refused(kind: BackendKind) {
     assert!(!html.contains("secret-model"));
     let html = other.page("/").await;
     assert!(html.contains("id=\"no-recent-errors\""));
+    // Once Eve is a Viewer of the organization, she reads its usage like its owner: every role
+    // may read usage, and these pages change nothing.
+    let me: Value = app
+        .get("/api/v1/me", &other.session_token())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let eve: UserId = me["id"].as_str().unwrap().parse().unwrap();
+    app.state
+        .services
+        .store
+        .add_member(s.org, eve, aihub_core::Role::Viewer, now())
+        .await
+        .unwrap();
+    let html = other.page(&format!("/usage?org={}", s.org)).await;
+    assert_eq!(text_of(&html, "usage-total-requests"), "1");
+    assert!(html.contains("secret-model"));
+    assert!(!html.contains("method=\"post\" action=\"/usage"));
+    let html = other.page(&format!("/?org={}", s.org)).await;
+    assert_eq!(html.matches("<tr id=\"error-").count(), 1);
     // Signed out: to the sign-in page, and back.
     let anonymous = Browser::new(&app);
     let r = anonymous.get("/usage.csv?by=key").await;
