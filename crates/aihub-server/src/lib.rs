@@ -1,6 +1,7 @@
 //! The AI Hub application: wiring (store → services → gateway caches → routers), background
 //! tasks, and the HTTP server. The binary and the tests both start it through [`Application`].
 
+pub mod csv;
 pub mod error;
 pub mod extract;
 pub mod governance;

@@ -14,7 +14,10 @@ use aihub_core::config::DatabaseConfig;
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 
-use crate::{BackendKind, Store};
+use aihub_core::OrgId;
+use uuid::Uuid;
+
+use crate::{BackendKind, Result, Store, on_backend};
 
 /// Environment variable holding an admin URL of the PostgreSQL server used by tests.
 pub const PG_URL_ENV: &str = "AIHUB_TEST_DATABASE_URL";
@@ -125,6 +128,111 @@ impl Drop for TestDb {
             });
         });
         let _ = handle.join();
+    }
+}
+
+/// A synthetic usage load for performance tests: `rows` requests of `org` spread evenly over
+/// `days` UTC days from day number `first_day`, cycling through `callers` (user, team, key) and
+/// `models`; every 97th request failed (502, `upstream_error`).
+#[derive(Debug, Clone)]
+pub struct SyntheticUsage {
+    pub org: OrgId,
+    pub rows: i64,
+    pub first_day: i64,
+    pub days: i64,
+    pub callers: Vec<(Option<Uuid>, Option<Uuid>, Option<Uuid>)>,
+    pub models: Vec<String>,
+}
+
+/// Marks synthetic records, so their rollups are computed from them alone.
+const SYNTHETIC_PROVIDER: &str = "synthetic";
+
+impl Store {
+    /// Writes `load` as raw usage records and their matching daily rollups, generated inside the
+    /// database in one transaction (a million rows take seconds, even in a debug build). Call it
+    /// once per organization, before any real usage of that organization's days.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn insert_synthetic_usage(&self, load: &SyntheticUsage) -> Result<()> {
+        if load.callers.is_empty() || load.models.is_empty() || load.rows <= 0 || load.days <= 0 {
+            return Ok(());
+        }
+        // A UUIDv7-shaped id whose first 48 bits are the time, so ids sort like `created_at`.
+        let request_id = match self.kind() {
+            BackendKind::Sqlite => "unhex(printf('%012x7000%016x', t.ms, t.i))",
+            BackendKind::Postgres => {
+                "(lpad(to_hex(t.ms), 12, '0') || '7000' || lpad(to_hex(t.i), 16, '0'))::uuid"
+            }
+        };
+        let callers = i64::try_from(load.callers.len()).unwrap_or(1);
+        let models = i64::try_from(load.models.len()).unwrap_or(1);
+        on_backend!(self.writer(), |p| {
+            let mut tx = p.begin().await?;
+            let mut qb = sqlx::QueryBuilder::new(
+                "WITH RECURSIVE n(i) AS (SELECT CAST(0 AS BIGINT) UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ",
+            );
+            qb.push_bind(load.rows);
+            qb.push("), callers(idx, user_id, team_id, key_id) AS (");
+            qb.push_values(
+                load.callers.iter().enumerate(),
+                |mut b, (idx, (u, t, k))| {
+                    b.push_bind(i64::try_from(idx).unwrap_or(0))
+                        .push_bind(*u)
+                        .push_bind(*t)
+                        .push_bind(*k);
+                },
+            );
+            qb.push("), models(idx, model) AS (");
+            qb.push_values(load.models.iter().enumerate(), |mut b, (idx, m)| {
+                b.push_bind(i64::try_from(idx).unwrap_or(0)).push_bind(m);
+            });
+            qb.push("), t AS (SELECT n.i, ");
+            qb.push_bind(load.first_day * 86_400_000);
+            qb.push(" + n.i * ");
+            qb.push_bind(load.days * 86_400_000);
+            qb.push(" / ");
+            qb.push_bind(load.rows);
+            qb.push(" AS ms FROM n) INSERT INTO usage_records (request_id, org_id, user_id, key_id, team_id, \
+                 endpoint, model, provider, upstream_model, prompt_tokens, completion_tokens, \
+                 cached_tokens, cost_micros, currency, status, error_code, latency_ms, ttft_ms, \
+                 streamed, estimated, created_at) SELECT ");
+            qb.push(request_id);
+            qb.push(", ");
+            qb.push_bind(load.org.as_uuid());
+            qb.push(", c.user_id, c.key_id, c.team_id, 'chat.completions', m.model, ");
+            qb.push_bind(SYNTHETIC_PROVIDER);
+            qb.push(
+                ", m.model, 100 + t.i % 50, 20 + t.i % 30, 0, 150 + t.i % 100, 'USD', \
+                 CASE WHEN t.i % 97 = 0 THEN 502 ELSE 200 END, \
+                 CASE WHEN t.i % 97 = 0 THEN 'upstream_error' END, 50 + t.i % 500, NULL, \
+                 (t.i % 2 = 0), FALSE, t.ms FROM t JOIN callers c ON c.idx = t.i % ",
+            );
+            qb.push_bind(callers);
+            qb.push(" JOIN models m ON m.idx = (t.i / ");
+            qb.push_bind(callers);
+            qb.push(") % ");
+            qb.push_bind(models);
+            qb.build().execute(&mut *tx).await?;
+            sqlx::query(
+                "INSERT INTO usage_daily (org_id, day, user_id, team_id, key_id, model, currency, \
+                 requests, errors, prompt_tokens, completion_tokens, cached_tokens, cost_micros) \
+                 SELECT org_id, created_at / 86400000, COALESCE(user_id, $3), COALESCE(team_id, $3), \
+                 COALESCE(key_id, $3), model, currency, COUNT(*), \
+                 SUM(CASE WHEN status < 200 OR status >= 300 OR error_code IS NOT NULL THEN 1 ELSE 0 END), \
+                 SUM(prompt_tokens), SUM(completion_tokens), SUM(cached_tokens), SUM(cost_micros) \
+                 FROM usage_records WHERE org_id = $1 AND provider = $2 \
+                 GROUP BY org_id, created_at / 86400000, COALESCE(user_id, $3), COALESCE(team_id, $3), \
+                 COALESCE(key_id, $3), model, currency",
+            )
+            .bind(load.org.as_uuid())
+            .bind(SYNTHETIC_PROVIDER)
+            .bind(Uuid::nil())
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        });
+        Ok(())
     }
 }
 

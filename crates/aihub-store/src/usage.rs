@@ -133,15 +133,41 @@ pub enum UsageGrouping {
     Day,
     Model,
     Key,
+    User,
+    Team,
 }
 
 /// The group a row of a usage summary belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum UsageGroup {
     Day(NaiveDate),
     Model(String),
     /// `None`: requests made without a key.
     Key(Option<KeyId>),
+    /// `None`: requests no user is accountable for.
+    User(Option<UserId>),
+    /// `None`: requests outside any team.
+    Team(Option<TeamId>),
+}
+
+impl UsageGroup {
+    /// The id of a key, user or team group (`None` for the other kinds and for "no key" etc.).
+    #[must_use]
+    pub fn id(&self) -> Option<Uuid> {
+        match self {
+            UsageGroup::Day(_) | UsageGroup::Model(_) => None,
+            UsageGroup::Key(k) => k.map(|k| k.as_uuid()),
+            UsageGroup::User(u) => u.map(|u| u.as_uuid()),
+            UsageGroup::Team(t) => t.map(|t| t.as_uuid()),
+        }
+    }
+}
+
+/// Totals of one day and one group (and currency): a point of a usage chart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DailyTotals {
+    pub day: NaiveDate,
+    pub totals: UsageTotals,
 }
 
 /// Totals of one group (and currency) of a usage summary.
@@ -158,6 +184,30 @@ pub struct UsageTotals {
 }
 
 type TotalsRow<G> = (G, String, i64, i64, i64, i64, i64, i64);
+type DailyRow<G> = (i64, G, String, i64, i64, i64, i64, i64, i64);
+
+/// The group of a stored id column, where the nil UUID means "none".
+fn id_group(grouping: UsageGrouping, id: Uuid) -> UsageGroup {
+    let id = (!id.is_nil()).then_some(id);
+    match grouping {
+        UsageGrouping::User => UsageGroup::User(id.map(UserId::from_uuid)),
+        UsageGrouping::Team => UsageGroup::Team(id.map(TeamId::from_uuid)),
+        _ => UsageGroup::Key(id.map(KeyId::from_uuid)),
+    }
+}
+
+fn daily<G>(row: DailyRow<G>, group: impl FnOnce(G) -> UsageGroup) -> DailyTotals {
+    let (day, g, currency, requests, errors, prompt, completion, cached, cost) = row;
+    DailyTotals {
+        day: date_of_day(day),
+        totals: totals(
+            (
+                g, currency, requests, errors, prompt, completion, cached, cost,
+            ),
+            group,
+        ),
+    }
+}
 
 fn totals<G>(row: TotalsRow<G>, group: impl FnOnce(G) -> UsageGroup) -> UsageTotals {
     let (
@@ -386,6 +436,14 @@ impl Store {
                 })?
             };
         }
+        let by_id = |sql| async move {
+            let rows: Vec<TotalsRow<Uuid>> = fetch!(sql, Uuid);
+            Ok::<_, StoreError>(
+                rows.into_iter()
+                    .map(|r| totals(r, |id| id_group(grouping, id)))
+                    .collect(),
+            )
+        };
         Ok(match grouping {
             UsageGrouping::Day => fetch!(totals_sql!("day"), i64)
                 .into_iter()
@@ -395,14 +453,135 @@ impl Store {
                 .into_iter()
                 .map(|r| totals(r, UsageGroup::Model))
                 .collect(),
-            UsageGrouping::Key => fetch!(totals_sql!("key_id"), Uuid)
-                .into_iter()
-                .map(|r| {
-                    totals(r, |k: Uuid| {
-                        UsageGroup::Key((!k.is_nil()).then(|| KeyId::from_uuid(k)))
-                    })
-                })
-                .collect(),
+            UsageGrouping::Key => by_id(totals_sql!("key_id")).await?,
+            UsageGrouping::User => by_id(totals_sql!("user_id")).await?,
+            UsageGrouping::Team => by_id(totals_sql!("team_id")).await?,
         })
+    }
+
+    /// Totals of `org` per day and group (and currency) between day numbers `from_day` and
+    /// `to_day` (inclusive), ordered by day, from the rollups: the points of a usage chart.
+    pub async fn usage_daily(
+        &self,
+        org: OrgId,
+        from_day: i64,
+        to_day: i64,
+        grouping: UsageGrouping,
+    ) -> Result<Vec<DailyTotals>> {
+        macro_rules! daily_sql {
+            ($group:literal) => {
+                concat!(
+                    "SELECT day, ",
+                    $group,
+                    ", currency, CAST(SUM(requests) AS BIGINT), CAST(SUM(errors) AS BIGINT), \
+                     CAST(SUM(prompt_tokens) AS BIGINT), CAST(SUM(completion_tokens) AS BIGINT), \
+                     CAST(SUM(cached_tokens) AS BIGINT), CAST(SUM(cost_micros) AS BIGINT) \
+                     FROM usage_daily WHERE org_id = $1 AND day >= $2 AND day <= $3 GROUP BY day, ",
+                    $group,
+                    ", currency ORDER BY day, ",
+                    $group,
+                    ", currency"
+                )
+            };
+        }
+        macro_rules! fetch {
+            ($sql:expr, $g:ty) => {
+                on_backend!(self.reader(), |p| {
+                    sqlx::query_as::<_, DailyRow<$g>>($sql)
+                        .bind(org.as_uuid())
+                        .bind(from_day)
+                        .bind(to_day)
+                        .fetch_all(p)
+                        .await
+                })?
+            };
+        }
+        let by_id = |sql| async move {
+            let rows: Vec<DailyRow<Uuid>> = fetch!(sql, Uuid);
+            Ok::<_, StoreError>(
+                rows.into_iter()
+                    .map(|r| daily(r, |id| id_group(grouping, id)))
+                    .collect(),
+            )
+        };
+        Ok(match grouping {
+            UsageGrouping::Day => fetch!(daily_sql!("day"), i64)
+                .into_iter()
+                .map(|r| daily(r, |d| UsageGroup::Day(date_of_day(d))))
+                .collect(),
+            UsageGrouping::Model => fetch!(daily_sql!("model"), String)
+                .into_iter()
+                .map(|r| daily(r, UsageGroup::Model))
+                .collect(),
+            UsageGrouping::Key => by_id(daily_sql!("key_id")).await?,
+            UsageGrouping::User => by_id(daily_sql!("user_id")).await?,
+            UsageGrouping::Team => by_id(daily_sql!("team_id")).await?,
+        })
+    }
+
+    /// The last `limit` failed requests of `org` (not 2xx, or with an error code), newest
+    /// first, through the partial index `usage_records_errors`.
+    pub async fn usage_errors(&self, org: OrgId, limit: u32) -> Result<Vec<UsageRecord>> {
+        let rows: Vec<UsageRow> = on_backend!(self.reader(), |p| {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                usage_columns!(),
+                " FROM usage_records WHERE org_id = $1 \
+                 AND (status < 200 OR status >= 300 OR error_code IS NOT NULL) \
+                 ORDER BY request_id DESC LIMIT $2"
+            ))
+            .bind(org.as_uuid())
+            .bind(i64::from(limit))
+            .fetch_all(p)
+            .await
+        })?;
+        rows.into_iter().map(UsageRecord::try_from).collect()
+    }
+
+    /// Display names of the keys, users or teams `ids` of `org` (a user's e-mail when they gave
+    /// no name). Ids that name nothing (a deleted team, another organization's key, a user who
+    /// is neither a member of `org` nor has usage there) are left out. Days and models have no names: nothing is returned.
+    pub async fn usage_group_names(
+        &self,
+        org: OrgId,
+        grouping: UsageGrouping,
+        ids: &[Uuid],
+    ) -> Result<Vec<(Uuid, String)>> {
+        // Each statement is its parts joined by the organization id; the id list follows.
+        let parts: &[&str] = match grouping {
+            UsageGrouping::Day | UsageGrouping::Model => return Ok(Vec::new()),
+            UsageGrouping::Key => &[
+                "SELECT id, name FROM api_keys WHERE org_id = ",
+                " AND id IN (",
+            ],
+            UsageGrouping::Team => &["SELECT id, name FROM teams WHERE org_id = ", " AND id IN ("],
+            // Members, and former members who left usage behind.
+            UsageGrouping::User => &[
+                "SELECT u.id, CASE WHEN u.name = '' THEN u.email ELSE u.name END FROM users u \
+                 WHERE (EXISTS (SELECT 1 FROM org_members m WHERE m.user_id = u.id AND m.org_id = ",
+                ") OR EXISTS (SELECT 1 FROM usage_daily d WHERE d.user_id = u.id AND d.org_id = ",
+                ")) AND u.id IN (",
+            ],
+        };
+        let mut names = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(INSERT_CHUNK) {
+            let rows: Vec<(Uuid, String)> = on_backend!(self.reader(), |p| {
+                let mut qb = sqlx::QueryBuilder::new("");
+                for (i, part) in parts.iter().enumerate() {
+                    if i > 0 {
+                        qb.push_bind(org.as_uuid());
+                    }
+                    qb.push(*part);
+                }
+                let mut list = qb.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                qb.push(")");
+                qb.build_query_as().fetch_all(p).await
+            })?;
+            names.extend(rows);
+        }
+        Ok(names)
     }
 }

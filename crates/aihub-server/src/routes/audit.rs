@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::csv::csv_line;
 use crate::error::ApiError;
 use crate::extract::{ApiPath, ApiQuery, CurrentUser};
 use crate::routes::views::PageView;
@@ -441,13 +442,7 @@ const CSV_COLUMNS: [&str; 17] = [
 ];
 
 fn csv_header(buf: &mut Vec<u8>) {
-    for (i, c) in CSV_COLUMNS.iter().enumerate() {
-        if i > 0 {
-            buf.push(b',');
-        }
-        buf.extend_from_slice(c.as_bytes());
-    }
-    buf.extend_from_slice(b"\r\n");
+    csv_line(buf, &CSV_COLUMNS);
 }
 
 fn csv_row(buf: &mut Vec<u8>, r: &AuditRecord) {
@@ -473,65 +468,12 @@ fn csv_row(buf: &mut Vec<u8>, r: &AuditRecord) {
         hex(&r.hash),
         hex(&r.prev_hash),
     ];
-    for (i, cell) in cells.iter().enumerate() {
-        if i > 0 {
-            buf.push(b',');
-        }
-        csv_cell(buf, cell);
-    }
-    buf.extend_from_slice(b"\r\n");
-}
-
-/// One RFC 4180 field. A value a spreadsheet would run as a formula (it starts with `=`, `+`,
-/// `-`, `@`, a tab or a carriage return) gets a leading `'`, so opening an export cannot run
-/// what someone typed into an e-mail or user-agent field.
-fn csv_cell(buf: &mut Vec<u8>, value: &str) {
-    let formula = value.starts_with(['=', '+', '-', '@', '\t', '\r']);
-    let quote = value.contains([',', '"', '\r', '\n']);
-    if quote {
-        buf.push(b'"');
-    }
-    if formula {
-        buf.push(b'\'');
-    }
-    for part in value.split_inclusive('"') {
-        buf.extend_from_slice(part.as_bytes());
-        if part.ends_with('"') {
-            buf.push(b'"');
-        }
-    }
-    if quote {
-        buf.push(b'"');
-    }
+    csv_line(buf, &cells);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn cell(v: &str) -> String {
-        let mut buf = Vec::new();
-        csv_cell(&mut buf, v);
-        String::from_utf8(buf).unwrap()
-    }
-
-    #[test]
-    fn csv_cells_are_quoted_and_defused() {
-        assert_eq!(cell("plain"), "plain");
-        assert_eq!(cell(""), "");
-        assert_eq!(cell("a,b"), "\"a,b\"");
-        assert_eq!(cell(r#"{"a":"b"}"#), r#""{""a"":""b""}""#);
-        assert_eq!(cell("line\r\nbreak"), "\"line\r\nbreak\"");
-        assert_eq!(cell("=1+2"), "'=1+2");
-        assert_eq!(cell("+1"), "'+1");
-        assert_eq!(cell("-1"), "'-1");
-        assert_eq!(cell("@SUM(A1)"), "'@SUM(A1)");
-        assert_eq!(
-            cell("=HYPERLINK(\"http://x\",\"y\")"),
-            "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\""
-        );
-        assert_eq!(cell("a=b"), "a=b");
-    }
 
     #[test]
     fn filters_are_checked() {

@@ -1,4 +1,4 @@
-//! Usage of an organization: totals by day, model or key (from the daily rollups) and the
+//! Usage of an organization: totals by day, model, key, user or team (from the daily rollups) and the
 //! individual request records.
 
 use aihub_core::OrgId;
@@ -30,6 +30,8 @@ enum GroupBy {
     Day,
     Model,
     Key,
+    User,
+    Team,
 }
 
 #[derive(Deserialize)]
@@ -45,7 +47,7 @@ struct SummaryQuery {
 
 #[derive(Serialize)]
 struct Bucket {
-    /// `YYYY-MM-DD` (by day), the model name, or the key id (`null`: no key).
+    /// `YYYY-MM-DD` (by day), the model name, or the key, user or team id (`null`: none).
     group: Option<String>,
     currency: String,
     requests: i64,
@@ -77,6 +79,8 @@ async fn summary(
         GroupBy::Day => (UsageGrouping::Day, "day"),
         GroupBy::Model => (UsageGrouping::Model, "model"),
         GroupBy::Key => (UsageGrouping::Key, "key"),
+        GroupBy::User => (UsageGrouping::User, "user"),
+        GroupBy::Team => (UsageGrouping::Team, "team"),
     };
     let (from, to, totals) = state
         .services
@@ -89,7 +93,9 @@ async fn summary(
             group: match t.group {
                 UsageGroup::Day(d) => Some(d.to_string()),
                 UsageGroup::Model(m) => Some(m),
-                UsageGroup::Key(k) => k.map(|k| k.to_string()),
+                UsageGroup::Key(_) | UsageGroup::User(_) | UsageGroup::Team(_) => {
+                    t.group.id().map(|id| id.to_string())
+                }
             },
             currency: t.currency,
             requests: t.requests,

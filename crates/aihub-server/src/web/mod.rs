@@ -13,6 +13,7 @@ pub mod assets;
 pub mod audit;
 pub mod auth;
 pub mod budgets;
+pub mod chart;
 pub mod csrf;
 pub mod i18n;
 pub mod invitations;
@@ -22,6 +23,7 @@ pub mod org;
 pub mod overview;
 pub mod pages;
 pub mod progress;
+pub mod usage;
 
 use axum::Router;
 use axum::extract::{Path, Query, Request};
@@ -145,6 +147,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/limits", get(limits::list).post(limits::create))
         .route("/limits/{id}", post(limits::update))
         .route("/limits/{id}/delete", post(limits::delete))
+        .route("/usage", get(usage::show))
+        .route("/usage.csv", get(usage::csv))
         .route("/lang/{tag}", get(set_lang))
         .layer(from_fn_with_state(state, csrf::protect))
         .layer(from_fn(private_pages));

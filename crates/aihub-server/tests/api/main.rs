@@ -43,4 +43,5 @@ mod web_budgets;
 mod web_client;
 mod web_keys;
 mod web_org;
+mod web_usage;
 mod webdriver;
