@@ -16,7 +16,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::PASSWORD;
-use crate::invitations::app_with_sink;
+use crate::invitations::{app_with_sink, mail, token_in};
 use crate::surface::dashboard_routes;
 use crate::webdriver::Driver;
 
@@ -147,7 +147,7 @@ async fn every_page_renders_in_both_languages() {
         .filter(|p| !NOT_A_PAGE.iter().any(|skip| p.starts_with(skip)))
         .filter(|p| !p.ends_with(".csv") && !p.contains("export"))
         .collect();
-    assert!(pages.len() >= 2, "pages: {pages:?}");
+    assert!(pages.len() >= 15, "pages: {pages:?}");
     for lang in ["en", "zh-CN"] {
         b.goto(&app.url(&format!("/lang/{lang}?next=/"))).await;
         for page in &pages {
@@ -192,7 +192,7 @@ fn has_chinese(text: &str) -> bool {
 }
 
 async fn walk(kind: BackendKind) {
-    let (app, _sink) = app_with_sink(kind, |_| {}).await;
+    let (app, sink) = app_with_sink(kind, |_| {}).await;
     let origin = app.url("");
     let mut b = Driver::start(&format!("walk-{kind:?}").to_lowercase()).await;
 
@@ -282,4 +282,74 @@ async fn walk(kind: BackendKind) {
     b.find("#nav-keys").await.click().await;
     b.find("#keys").await;
     b.screenshot("keys").await;
+
+    // The usage page shows the call: in the totals (from the daily rollups) and in the
+    // range's requests.
+    b.find("#nav-usage").await.click().await;
+    assert_eq!(b.text("#usage-total-requests").await, "1");
+    let requests = b.text("#usage-requests").await;
+    assert!(requests.contains("mock-chat"), "{requests}");
+    assert!(b.has("#usage-csv").await);
+    b.screenshot("usage").await;
+
+    // Invite a second user as an Admin from the organization's pages.
+    b.find("#nav-org").await.click().await;
+    assert_eq!(b.text("#org-role").await, "Owner");
+    b.screenshot("org-settings").await;
+    b.find("#org-nav-invitations").await.click().await;
+    b.find("#invite-email").await.fill("bob@example.com").await;
+    b.find("#invite-role option[value=admin]")
+        .await
+        .click()
+        .await;
+    b.find("#invite-send").await.click().await;
+    assert!(b.text("#notice").await.contains("e-mail"));
+    assert!(b.text("#invitations").await.contains("bob@example.com"));
+    b.screenshot("invitation-sent").await;
+    let token = token_in(&mail(&sink, 1).await);
+    b.find("#sign-out").await.click().await;
+    b.wait_for_path(&origin, "/login").await;
+
+    // Bob signs up, opens the link from the e-mail, accepts, and sees the organization with
+    // the role he was invited to.
+    b.goto(&app.url("/signup")).await;
+    b.find("#email").await.fill("bob@example.com").await;
+    b.find("#name").await.fill("Bob").await;
+    b.find("#password").await.fill(PASSWORD).await;
+    b.find("#sign-up").await.click().await;
+    b.wait_for_path(&origin, "/login?created=1").await;
+    b.find("#email").await.fill("bob@example.com").await;
+    b.find("#password").await.fill(PASSWORD).await;
+    b.find("#sign-in").await.click().await;
+    b.find("#today-requests").await;
+    b.goto(&app.url(&format!("/invitations/accept?token={token}")))
+        .await;
+    b.find("#accept-invitation").await;
+    b.screenshot("invitation-accept").await;
+    b.find("#accept-invitation").await.click().await;
+    b.wait_for_path(&origin, &format!("/?org={org}")).await;
+    assert_eq!(b.text("#org-name").await, "Ada's organization");
+    b.find("#nav-org").await.click().await;
+    assert_eq!(b.text("#org-role").await, "Admin");
+    assert!(b.text("#org").await.contains("Ada's organization"));
+    b.screenshot("org-as-invitee").await;
+    b.find("#org-nav-members").await.click().await;
+    let members = b.text("#members").await;
+    assert!(members.contains("ada@example.com") && members.contains("bob@example.com"));
+    b.screenshot("members").await;
+
+    // Chinese and back: the choice is remembered across pages.
+    b.find("#lang-zh-CN").await.click().await;
+    b.find("#members").await;
+    assert_eq!(b.find("html").await.attribute("lang").await, "zh-CN");
+    assert_eq!(b.text("#nav-overview").await, "概览");
+    b.screenshot("members-zh").await;
+    b.find("#nav-overview").await.click().await;
+    assert_eq!(b.text("#nav-org").await, "组织");
+    b.screenshot("overview-zh").await;
+    b.find("#lang-en").await.click().await;
+    b.find("#today-requests").await;
+    assert_eq!(b.find("html").await.attribute("lang").await, "en");
+    assert_eq!(b.text("#nav-overview").await, "Overview");
+    b.screenshot("overview-en-again").await;
 }
