@@ -190,10 +190,16 @@ pub fn stacked<K: Clone + Eq + Hash + Ord>(spec: Spec<'_, K>) -> Chart {
             });
         }
     }
-    let y_ticks = (0..=4)
+    // As many equal steps (up to 5) as divide the round ceiling exactly, so that every label
+    // is a whole value: 0–1 has one step, 0–2 two, 0–10 five.
+    let steps = [5, 4, 2, 1]
+        .into_iter()
+        .find(|n| ceiling % n == 0)
+        .unwrap_or(1);
+    let y_ticks = (0..=steps)
         .map(|k| Tick {
-            pos: baseline - scale(k, plot_h, 4),
-            label: (spec.format)(scale(ceiling, k, 4)),
+            pos: baseline - scale(k, plot_h, steps),
+            label: (spec.format)(scale(ceiling, k, steps)),
         })
         .collect();
     let every = (days + MAX_X_LABELS - 1) / MAX_X_LABELS;
@@ -300,7 +306,7 @@ mod tests {
         assert_eq!(chart.bars[0].x, chart.bars[2].x);
         assert!(chart.bars[3].x > chart.bars[0].x);
         let y: Vec<&str> = chart.y_ticks.iter().map(|t| t.label.as_str()).collect();
-        assert_eq!(y, ["0", "2", "5", "7", "10"]);
+        assert_eq!(y, ["0", "2", "4", "6", "8", "10"]);
         assert_eq!(chart.x_ticks.len(), 3);
         assert_eq!(chart.x_ticks[0].label, "11-01");
     }
@@ -323,6 +329,7 @@ mod tests {
         assert!(chart.bars.is_empty());
         assert!(chart.legend.is_empty());
         assert!(chart.x_ticks.len() <= 8);
-        assert_eq!(chart.y_ticks.last().unwrap().label, "1");
+        let y: Vec<&str> = chart.y_ticks.iter().map(|t| t.label.as_str()).collect();
+        assert_eq!(y, ["0", "1"], "no repeated labels on a small axis");
     }
 }

@@ -116,6 +116,21 @@ impl Ctx {
         }
     }
 
+    /// Where the organization switcher goes: the first page of the current section, so that a
+    /// page about one object of the old organization is never asked for in the new one.
+    #[must_use]
+    pub fn section_path(&self) -> &'static str {
+        match self.nav {
+            "usage" => "/usage",
+            "keys" => "/keys",
+            "budgets" => "/budgets",
+            "limits" => "/limits",
+            "org" => "/org",
+            "audit" => "/audit",
+            _ => "/",
+        }
+    }
+
     #[must_use]
     pub fn langs(&self) -> Vec<LangLink> {
         Lang::ALL

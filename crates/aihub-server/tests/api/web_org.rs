@@ -175,6 +175,9 @@ async fn an_owner_runs_the_organization_from_the_pages(kind: BackendKind) {
     .await;
     let html = owner.page(&format!("/org/teams/{team}?org={second}")).await;
     assert!(html.contains(&format!("id=\"team-member-{member}\"")));
+    // Switching organization from a team's page goes to the other org's settings, not to a
+    // team that is not there.
+    assert!(html.contains("action=\"/org\" class=\"org-switcher\""));
     submit(
         &owner,
         &format!("/org/teams/{team}"),
