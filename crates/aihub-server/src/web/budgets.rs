@@ -26,6 +26,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::i18n::{Lang, Strings};
+use super::pages::path_id;
 use super::pages::{Ctx, OrgChoice, Session, message_for, redirect, render, select_org};
 use super::progress::Progress;
 use crate::error::ApiError;
@@ -482,10 +483,7 @@ pub async fn list(
         list_page(&state, &session, &scope, orgs, notice, None).await
     }
     .await;
-    match result {
-        Ok(page) => render(StatusCode::OK, &page),
-        Err(e) => session.error(e),
-    }
+    session.page(result)
 }
 
 #[derive(Default, Deserialize)]
@@ -683,10 +681,6 @@ async fn edit_page(
     })
 }
 
-fn budget_id(raw: &str) -> Result<Uuid, ServiceError> {
-    Uuid::from_str(raw).map_err(|_| ServiceError::NotFound)
-}
-
 /// One budget: its figures, the edit form, the webhook secret rotation and deletion.
 pub async fn show(
     State(state): State<AppState>,
@@ -695,15 +689,12 @@ pub async fn show(
     Query(q): Query<OrgQuery>,
 ) -> Response {
     let result = async {
-        let id = budget_id(&id)?;
+        let id = path_id::<Uuid>(&id)?;
         let (scope, _) = select_org(&state, &session, q.org.as_deref()).await?;
         edit_page(&state, &session, &scope, id, None).await
     }
     .await;
-    match result {
-        Ok(page) => render(StatusCode::OK, &page),
-        Err(e) => session.error(e),
-    }
+    session.page(result)
 }
 
 #[derive(Deserialize)]
@@ -729,7 +720,7 @@ pub async fn update(
 ) -> Response {
     let t = session.lang.strings();
     let loaded = async {
-        let id = budget_id(&id)?;
+        let id = path_id::<Uuid>(&id)?;
         let (scope, _) = select_org(&state, &session, Some(&form.org)).await?;
         let b = state.services.governance.get_budget(&scope, id).await?;
         Ok::<_, ServiceError>((scope, b))
@@ -785,7 +776,7 @@ pub async fn rotate_secret(
     Form(form): Form<OrgForm>,
 ) -> Response {
     let result = async {
-        let id = budget_id(&id)?;
+        let id = path_id::<Uuid>(&id)?;
         let (scope, _) = select_org(&state, &session, Some(&form.org)).await?;
         let rotated = state
             .services
@@ -810,7 +801,7 @@ pub async fn delete(
     Form(form): Form<OrgForm>,
 ) -> Response {
     let result = async {
-        let id = budget_id(&id)?;
+        let id = path_id::<Uuid>(&id)?;
         let (scope, _) = select_org(&state, &session, Some(&form.org)).await?;
         state.services.governance.delete_budget(&scope, id).await?;
         Ok::<_, ServiceError>(scope.org_id())

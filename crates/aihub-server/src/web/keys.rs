@@ -31,6 +31,7 @@ use super::budgets::{
 };
 use super::i18n::Strings;
 use super::limits::{LimitRow, limit_row, parse_count};
+use super::pages::path_id;
 use super::pages::{Ctx, OrgChoice, Session, message_for, redirect, render, select_org};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -219,7 +220,7 @@ async fn list_page(
     refill: Refill,
 ) -> Result<KeysPage, ServiceError> {
     let cursor = match cursor.filter(|c| !c.is_empty()) {
-        Some(c) => Some(KeyId::from_str(c).map_err(|_| ServiceError::NotFound)?),
+        Some(c) => Some(path_id::<KeyId>(c)?),
         None => None,
     };
     let page = state.services.keys.list(scope, cursor, PAGE).await?;
@@ -283,10 +284,7 @@ pub async fn list(
         .await
     }
     .await;
-    match result {
-        Ok(page) => render(StatusCode::OK, &page),
-        Err(e) => session.error(e),
-    }
+    session.page(result)
 }
 
 #[derive(Deserialize)]
@@ -414,7 +412,7 @@ pub async fn confirm_revoke(
     Query(q): Query<OrgQuery>,
 ) -> Response {
     let result = async {
-        let id = KeyId::from_str(&id).map_err(|_| ServiceError::NotFound)?;
+        let id = path_id::<KeyId>(&id)?;
         let (scope, _) = select_org(&state, &session, q.org.as_deref()).await?;
         let key = state.services.keys.get(&scope, id).await?;
         Ok::<_, ServiceError>((scope, key))
@@ -448,7 +446,7 @@ pub async fn revoke(
     Form(form): Form<RevokeForm>,
 ) -> Response {
     let result = async {
-        let id = KeyId::from_str(&id).map_err(|_| ServiceError::NotFound)?;
+        let id = path_id::<KeyId>(&id)?;
         let (scope, _) = select_org(&state, &session, Some(&form.org)).await?;
         state.services.keys.revoke(&scope, id).await?;
         Ok::<_, ServiceError>(scope.org_id())
@@ -499,10 +497,6 @@ struct KeyPage {
     edit_error: Option<FormError>,
     limits_error: Option<FormError>,
     budget_error: Option<FormError>,
-}
-
-fn key_id(raw: &str) -> Result<KeyId, ServiceError> {
-    KeyId::from_str(raw).map_err(|_| ServiceError::NotFound)
 }
 
 /// The key's rules: its every-model limit (if any), and its budget (the first, if any).
@@ -635,7 +629,7 @@ pub async fn show(
         _ => None,
     };
     let loaded = async {
-        let id = key_id(&id)?;
+        let id = path_id::<KeyId>(&id)?;
         let (scope, _) = select_org(&state, &session, q.org.as_deref()).await?;
         Ok::<_, ServiceError>((scope, id))
     }
@@ -697,7 +691,7 @@ async fn posted(
     org: &str,
 ) -> Result<(OrgScope, KeyId), Response> {
     let loaded = async {
-        let id = key_id(id)?;
+        let id = path_id::<KeyId>(id)?;
         let (scope, _) = select_org(state, session, Some(org)).await?;
         Ok::<_, ServiceError>((scope, id))
     }
@@ -954,7 +948,7 @@ pub async fn confirm_rotate(
     Query(q): Query<OrgQuery>,
 ) -> Response {
     let result = async {
-        let id = key_id(&id)?;
+        let id = path_id::<KeyId>(&id)?;
         let (scope, _) = select_org(&state, &session, q.org.as_deref()).await?;
         let key = state.services.keys.get(&scope, id).await?;
         Ok::<_, ServiceError>((scope, key))

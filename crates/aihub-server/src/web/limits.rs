@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use super::budgets::{FormError, ScopeNames, may_manage, scope_label};
 use super::i18n::Strings;
+use super::pages::path_id;
 use super::pages::{Ctx, OrgChoice, Session, redirect, render, select_org};
 use crate::state::AppState;
 
@@ -154,10 +155,7 @@ pub async fn list(
         list_page(&state, &session, &scope, orgs, notice, None).await
     }
     .await;
-    match result {
-        Ok(page) => render(StatusCode::OK, &page),
-        Err(e) => session.error(e),
-    }
+    session.page(result)
 }
 
 /// The three counts of a form.
@@ -345,7 +343,7 @@ pub async fn delete(
     Form(form): Form<OrgForm>,
 ) -> Response {
     let result = async {
-        let id = Uuid::from_str(&id).map_err(|_| ServiceError::NotFound)?;
+        let id = path_id::<Uuid>(&id)?;
         let (scope, _) = select_org(&state, &session, Some(&form.org)).await?;
         state.services.governance.delete_limit(&scope, id).await?;
         Ok::<_, ServiceError>(scope.org_id())

@@ -12,7 +12,7 @@ use super::pages::Form;
 use aihub_core::time::now;
 use aihub_core::{Role, TeamId, UserId};
 use aihub_service::ServiceError;
-use aihub_service::invitations::{CreateInvitation, InvitationState};
+use aihub_service::invitations::{CreateInvitation, InvitationState, Sent};
 use aihub_service::orgs::{OrgScope, TenancyError, UpdateMember};
 use aihub_service::policy::Action;
 use aihub_store::{Invitation, Member, Team, TeamMember};
@@ -25,9 +25,8 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::i18n::Strings;
-use super::pages::{
-    Ctx, OrgChoice, Session, error_page_in, message_for, redirect, render, select_org,
-};
+use super::pages::path_id;
+use super::pages::{Ctx, OrgChoice, Session, error_page_in, message_for, redirect, select_org};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -145,8 +144,21 @@ fn tenancy_refusal(session: &Session, e: TenancyError) -> Response {
     }
 }
 
-fn parse_id<T: FromStr>(s: &str) -> Result<T, ServiceError> {
-    T::from_str(s.trim()).map_err(|_| ServiceError::NotFound)
+/// The organization a form acts in (its `org` field), or the error page.
+async fn form_scope(state: &AppState, session: &Session, org: &str) -> Result<OrgScope, Response> {
+    select_org(state, session, Some(org))
+        .await
+        .map(|(scope, _)| scope)
+        .map_err(|e| session.error(e))
+}
+
+/// The notice after sending or resending an invitation: whether its e-mail went out.
+fn sent_outcome(sent: &Sent) -> &'static str {
+    if sent.email_sent {
+        "invited"
+    } else {
+        "invited_unsent"
+    }
 }
 
 fn parse_role(s: &str) -> Result<Role, ServiceError> {
@@ -157,7 +169,7 @@ fn cursor<T: FromStr>(q: &OrgPageQuery) -> Result<Option<T>, ServiceError> {
     q.cursor
         .as_deref()
         .filter(|c| !c.is_empty())
-        .map(parse_id)
+        .map(path_id)
         .transpose()
 }
 
@@ -223,10 +235,7 @@ pub async fn settings(
         })
     }
     .await;
-    match result {
-        Ok(page) => render(StatusCode::OK, &page),
-        Err(e) => session.error(e),
-    }
+    session.page(result)
 }
 
 fn member_label(m: &Member) -> String {
@@ -249,9 +258,9 @@ pub async fn rename(
     session: Session,
     Form(form): Form<NameForm>,
 ) -> Response {
-    let (scope, _) = match select_org(&state, &session, Some(&form.org)).await {
-        Ok(v) => v,
-        Err(e) => return session.error(e),
+    let scope = match form_scope(&state, &session, &form.org).await {
+        Ok(scope) => scope,
+        Err(page) => return page,
     };
     let result = state.services.orgs.rename(&scope, &form.name).await;
     answer(&session, "/org", &scope, result.map(|_| "renamed"))
@@ -311,12 +320,12 @@ pub async fn transfer(
     session: Session,
     Form(form): Form<TransferForm>,
 ) -> Response {
-    let (scope, _) = match select_org(&state, &session, Some(&form.org)).await {
-        Ok(v) => v,
-        Err(e) => return session.error(e),
+    let scope = match form_scope(&state, &session, &form.org).await {
+        Ok(scope) => scope,
+        Err(page) => return page,
     };
     let result = async {
-        let to: UserId = parse_id(&form.user_id)?;
+        let to: UserId = path_id(&form.user_id)?;
         state.services.orgs.transfer(&scope, to).await
     }
     .await;
@@ -336,9 +345,9 @@ pub async fn delete(
     session: Session,
     Form(form): Form<DeleteForm>,
 ) -> Response {
-    let (scope, _) = match select_org(&state, &session, Some(&form.org)).await {
-        Ok(v) => v,
-        Err(e) => return session.error(e),
+    let scope = match form_scope(&state, &session, &form.org).await {
+        Ok(scope) => scope,
+        Err(page) => return page,
     };
     match state.services.orgs.delete(&scope, &form.confirm).await {
         Ok(_) => redirect("/"),
@@ -424,10 +433,7 @@ pub async fn members(
         })
     }
     .await;
-    match result {
-        Ok(page) => render(StatusCode::OK, &page),
-        Err(e) => session.error(e),
-    }
+    session.page(result)
 }
 
 #[derive(Deserialize)]
@@ -446,12 +452,12 @@ pub async fn update_member(
     Path(user_id): Path<String>,
     Form(form): Form<MemberForm>,
 ) -> Response {
-    let (scope, _) = match select_org(&state, &session, Some(&form.org)).await {
-        Ok(v) => v,
-        Err(e) => return session.error(e),
+    let scope = match form_scope(&state, &session, &form.org).await {
+        Ok(scope) => scope,
+        Err(page) => return page,
     };
     let result = async {
-        let user: UserId = parse_id(&user_id)?;
+        let user: UserId = path_id(&user_id)?;
         let role = parse_role(&form.role)?;
         let models = split_models(&form.models);
         let input = UpdateMember {
@@ -489,7 +495,7 @@ pub async fn confirm_remove_member(
     Query(q): Query<OrgPageQuery>,
 ) -> Response {
     let result = async {
-        let user: UserId = parse_id(&user_id)?;
+        let user: UserId = path_id(&user_id)?;
         let (scope, orgs) = select_org(&state, &session, q.org.as_deref()).await?;
         let m = state.services.orgs.member(&scope, user).await?;
         if !may_manage(&scope, &m) {
@@ -502,10 +508,7 @@ pub async fn confirm_remove_member(
         })
     }
     .await;
-    match result {
-        Ok(page) => render(StatusCode::OK, &page),
-        Err(e) => session.error(e),
-    }
+    session.page(result)
 }
 
 pub async fn remove_member(
@@ -514,12 +517,12 @@ pub async fn remove_member(
     Path(user_id): Path<String>,
     Form(form): Form<OrgForm>,
 ) -> Response {
-    let (scope, _) = match select_org(&state, &session, Some(&form.org)).await {
-        Ok(v) => v,
-        Err(e) => return session.error(e),
+    let scope = match form_scope(&state, &session, &form.org).await {
+        Ok(scope) => scope,
+        Err(page) => return page,
     };
     let result = async {
-        let user: UserId = parse_id(&user_id)?;
+        let user: UserId = path_id(&user_id)?;
         state.services.orgs.remove_member(&scope, user).await
     }
     .await;
@@ -577,10 +580,7 @@ pub async fn teams(
         })
     }
     .await;
-    match result {
-        Ok(page) => render(StatusCode::OK, &page),
-        Err(e) => session.error(e),
-    }
+    session.page(result)
 }
 
 pub async fn create_team(
@@ -588,9 +588,9 @@ pub async fn create_team(
     session: Session,
     Form(form): Form<NameForm>,
 ) -> Response {
-    let (scope, _) = match select_org(&state, &session, Some(&form.org)).await {
-        Ok(v) => v,
-        Err(e) => return session.error(e),
+    let scope = match form_scope(&state, &session, &form.org).await {
+        Ok(scope) => scope,
+        Err(page) => return page,
     };
     let result = state.services.teams.create(&scope, &form.name).await;
     match result {
@@ -643,7 +643,7 @@ pub async fn team(
     Query(q): Query<OrgPageQuery>,
 ) -> Response {
     let result = async {
-        let id: TeamId = parse_id(&team_id)?;
+        let id: TeamId = path_id(&team_id)?;
         let (scope, orgs) = select_org(&state, &session, q.org.as_deref()).await?;
         let team = state.services.teams.get(&scope, id).await?;
         let page = state
@@ -680,10 +680,7 @@ pub async fn team(
         })
     }
     .await;
-    match result {
-        Ok(page) => render(StatusCode::OK, &page),
-        Err(e) => session.error(e),
-    }
+    session.page(result)
 }
 
 pub async fn rename_team(
@@ -692,12 +689,12 @@ pub async fn rename_team(
     Path(team_id): Path<String>,
     Form(form): Form<NameForm>,
 ) -> Response {
-    let (scope, _) = match select_org(&state, &session, Some(&form.org)).await {
-        Ok(v) => v,
-        Err(e) => return session.error(e),
+    let scope = match form_scope(&state, &session, &form.org).await {
+        Ok(scope) => scope,
+        Err(page) => return page,
     };
     let result = async {
-        let id: TeamId = parse_id(&team_id)?;
+        let id: TeamId = path_id(&team_id)?;
         state.services.teams.rename(&scope, id, &form.name).await
     }
     .await;
@@ -718,13 +715,13 @@ pub async fn add_team_member(
     Path(team_id): Path<String>,
     Form(form): Form<TeamMemberForm>,
 ) -> Response {
-    let (scope, _) = match select_org(&state, &session, Some(&form.org)).await {
-        Ok(v) => v,
-        Err(e) => return session.error(e),
+    let scope = match form_scope(&state, &session, &form.org).await {
+        Ok(scope) => scope,
+        Err(page) => return page,
     };
     let result = async {
-        let id: TeamId = parse_id(&team_id)?;
-        let user: UserId = parse_id(&form.user_id)?;
+        let id: TeamId = path_id(&team_id)?;
+        let user: UserId = path_id(&form.user_id)?;
         state.services.teams.add_member(&scope, id, user).await
     }
     .await;
@@ -738,13 +735,13 @@ pub async fn remove_team_member(
     Path((team_id, user_id)): Path<(String, String)>,
     Form(form): Form<OrgForm>,
 ) -> Response {
-    let (scope, _) = match select_org(&state, &session, Some(&form.org)).await {
-        Ok(v) => v,
-        Err(e) => return session.error(e),
+    let scope = match form_scope(&state, &session, &form.org).await {
+        Ok(scope) => scope,
+        Err(page) => return page,
     };
     let result = async {
-        let id: TeamId = parse_id(&team_id)?;
-        let user: UserId = parse_id(&user_id)?;
+        let id: TeamId = path_id(&team_id)?;
+        let user: UserId = path_id(&user_id)?;
         state.services.teams.remove_member(&scope, id, user).await
     }
     .await;
@@ -768,7 +765,7 @@ pub async fn confirm_delete_team(
     Query(q): Query<OrgPageQuery>,
 ) -> Response {
     let result = async {
-        let id: TeamId = parse_id(&team_id)?;
+        let id: TeamId = path_id(&team_id)?;
         let (scope, orgs) = select_org(&state, &session, q.org.as_deref()).await?;
         // The team must be this organization's before the role matters: another org's id is 404.
         let team = state.services.teams.get(&scope, id).await?;
@@ -780,10 +777,7 @@ pub async fn confirm_delete_team(
         })
     }
     .await;
-    match result {
-        Ok(page) => render(StatusCode::OK, &page),
-        Err(e) => session.error(e),
-    }
+    session.page(result)
 }
 
 pub async fn delete_team(
@@ -792,12 +786,12 @@ pub async fn delete_team(
     Path(team_id): Path<String>,
     Form(form): Form<OrgForm>,
 ) -> Response {
-    let (scope, _) = match select_org(&state, &session, Some(&form.org)).await {
-        Ok(v) => v,
-        Err(e) => return session.error(e),
+    let scope = match form_scope(&state, &session, &form.org).await {
+        Ok(scope) => scope,
+        Err(page) => return page,
     };
     let result = async {
-        let id: TeamId = parse_id(&team_id)?;
+        let id: TeamId = path_id(&team_id)?;
         state.services.teams.delete(&scope, id).await
     }
     .await;
@@ -882,10 +876,7 @@ pub async fn invitations(
         })
     }
     .await;
-    match result {
-        Ok(page) => render(StatusCode::OK, &page),
-        Err(e) => session.error(e),
-    }
+    session.page(result)
 }
 
 #[derive(Deserialize)]
@@ -903,9 +894,9 @@ pub async fn invite(
     session: Session,
     Form(form): Form<InviteForm>,
 ) -> Response {
-    let (scope, _) = match select_org(&state, &session, Some(&form.org)).await {
-        Ok(v) => v,
-        Err(e) => return session.error(e),
+    let scope = match form_scope(&state, &session, &form.org).await {
+        Ok(scope) => scope,
+        Err(page) => return page,
     };
     let result = async {
         let role = parse_role(&form.role)?;
@@ -916,13 +907,7 @@ pub async fn invite(
         state.services.invitations.create(&scope, input).await
     }
     .await;
-    let result = result.map(|sent| {
-        if sent.email_sent {
-            "invited"
-        } else {
-            "invited_unsent"
-        }
-    });
+    let result = result.map(|sent| sent_outcome(&sent));
     answer(&session, "/org/invitations", &scope, result)
 }
 
@@ -932,22 +917,16 @@ pub async fn resend_invitation(
     Path(invitation_id): Path<String>,
     Form(form): Form<OrgForm>,
 ) -> Response {
-    let (scope, _) = match select_org(&state, &session, Some(&form.org)).await {
-        Ok(v) => v,
-        Err(e) => return session.error(e),
+    let scope = match form_scope(&state, &session, &form.org).await {
+        Ok(scope) => scope,
+        Err(page) => return page,
     };
     let result = async {
-        let id: Uuid = parse_id(&invitation_id)?;
+        let id: Uuid = path_id(&invitation_id)?;
         state.services.invitations.resend(&scope, id).await
     }
     .await;
-    let result = result.map(|sent| {
-        if sent.email_sent {
-            "invited"
-        } else {
-            "invited_unsent"
-        }
-    });
+    let result = result.map(|sent| sent_outcome(&sent));
     answer(&session, "/org/invitations", &scope, result)
 }
 
@@ -957,12 +936,12 @@ pub async fn revoke_invitation(
     Path(invitation_id): Path<String>,
     Form(form): Form<OrgForm>,
 ) -> Response {
-    let (scope, _) = match select_org(&state, &session, Some(&form.org)).await {
-        Ok(v) => v,
-        Err(e) => return session.error(e),
+    let scope = match form_scope(&state, &session, &form.org).await {
+        Ok(scope) => scope,
+        Err(page) => return page,
     };
     let result = async {
-        let id: Uuid = parse_id(&invitation_id)?;
+        let id: Uuid = path_id(&invitation_id)?;
         state.services.invitations.revoke(&scope, id).await
     }
     .await;
@@ -1005,7 +984,7 @@ mod tests {
             Err(ServiceError::Invalid { .. })
         ));
         assert!(matches!(
-            parse_id::<UserId>("nope"),
+            path_id::<UserId>("nope"),
             Err(ServiceError::NotFound)
         ));
     }

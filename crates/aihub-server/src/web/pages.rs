@@ -172,6 +172,15 @@ impl Session {
         }
     }
 
+    /// A page, or the error page for the service's refusal.
+    #[must_use]
+    pub fn page(&self, result: Result<impl Template, ServiceError>) -> Response {
+        match result {
+            Ok(page) => render(StatusCode::OK, &page),
+            Err(e) => self.error(e),
+        }
+    }
+
     /// An error page for a service refusal, in this session's language, with the navigation
     /// and the sign-out button.
     #[must_use]
@@ -232,7 +241,7 @@ pub async fn select_org(
 ) -> Result<(OrgScope, Vec<OrgChoice>), ServiceError> {
     let memberships = state.services.orgs.list(&session.actor).await?;
     let id = match requested.filter(|s| !s.is_empty()) {
-        Some(s) => OrgId::from_str(s).map_err(|_| ServiceError::NotFound)?,
+        Some(s) => path_id::<OrgId>(s)?,
         None => memberships
             .iter()
             .find(|m| m.org.is_personal)
@@ -266,6 +275,11 @@ pub async fn select_org(
         });
     }
     Ok((scope, choices))
+}
+
+/// An id from a path or a form field; one that does not parse names nothing here: not found.
+pub fn path_id<T: FromStr>(raw: &str) -> Result<T, ServiceError> {
+    T::from_str(raw.trim()).map_err(|_| ServiceError::NotFound)
 }
 
 /// Renders a page as `text/html`.

@@ -4,7 +4,6 @@
 //! usage service's daily rollups, never from the raw records.
 
 use std::collections::{BTreeMap, HashMap};
-use std::str::FromStr;
 
 use aihub_core::money::format_decimal_micros;
 use aihub_service::ServiceError;
@@ -23,6 +22,7 @@ use uuid::Uuid;
 use super::chart::{Chart, Spec, stacked};
 use super::i18n::Strings;
 use super::overview::Period;
+use super::pages::path_id;
 use super::pages::{Ctx, OrgChoice, Session, render, select_org};
 use crate::csv::csv_line;
 use crate::state::AppState;
@@ -366,7 +366,7 @@ async fn report(
 ) -> Result<Report, Refusal> {
     let loaded = load(state, scope, t, q, by).await?;
     let cursor = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
-        Some(c) => Some(Uuid::from_str(c).map_err(|_| ServiceError::NotFound)?),
+        Some(c) => Some(path_id::<Uuid>(c)?),
         None => None,
     };
     let usage = &state.services.usage;

@@ -14,6 +14,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::super::pages::path_id;
 use super::{DoneQuery, admin_ctx, refuse_non_admin};
 use crate::state::AppState;
 use crate::web::pages::{Ctx, Session, redirect, render};
@@ -64,7 +65,7 @@ pub async fn list(
     }
     let result = async {
         let cursor = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
-            Some(c) => Some(OrgId::from_str(c).map_err(|_| ServiceError::NotFound)?),
+            Some(c) => Some(path_id::<OrgId>(c)?),
             None => None,
         };
         let page = state
@@ -126,7 +127,7 @@ pub async fn assign_plan(
         return refused;
     }
     let result = async {
-        let org = OrgId::from_str(&id).map_err(|_| ServiceError::NotFound)?;
+        let org = path_id::<OrgId>(&id)?;
         let plan = Uuid::from_str(form.plan_id.trim())
             .map_err(|_| ServiceError::invalid("unknown_plan", "there is no such plan"))?;
         state

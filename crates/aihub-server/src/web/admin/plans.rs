@@ -2,8 +2,6 @@
 //! monthly spend is typed as a decimal amount and parsed to integer micro-units by the
 //! governance service (`aihub_core::money`), never through floating point.
 
-use std::str::FromStr;
-
 use super::super::pages::Form;
 use aihub_core::governance::Plan;
 use aihub_core::money::format_decimal_micros;
@@ -16,6 +14,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::super::pages::path_id;
 use super::{
     After, DoneQuery, FormError, admin_ctx, after_form, given, number, refuse_non_admin, show_again,
 };
@@ -198,10 +197,6 @@ struct EditPage {
     error: Option<FormError>,
 }
 
-fn plan_id(id: &str) -> Result<Uuid, ServiceError> {
-    Uuid::from_str(id).map_err(|_| ServiceError::NotFound)
-}
-
 pub async fn edit(
     State(state): State<AppState>,
     session: Session,
@@ -211,7 +206,7 @@ pub async fn edit(
         return refused;
     }
     let result = async {
-        let id = plan_id(&id)?;
+        let id = path_id::<Uuid>(&id)?;
         let plans = state.services.governance.list_plans().await?;
         plans
             .into_iter()
@@ -243,7 +238,7 @@ pub async fn update(
         return refused;
     }
     let result = async {
-        let id = plan_id(&id)?;
+        let id = path_id::<Uuid>(&id)?;
         let input = form.update()?;
         state
             .services

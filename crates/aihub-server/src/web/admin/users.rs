@@ -2,8 +2,6 @@
 //! confirmation page) and re-enabling through the admin service, which refuses to disable the
 //! operator's own account.
 
-use std::str::FromStr;
-
 use aihub_core::UserId;
 use aihub_service::ServiceError;
 use aihub_store::User;
@@ -13,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
+use super::super::pages::path_id;
 use super::{DoneQuery, admin_ctx, refuse_non_admin};
 use crate::state::AppState;
 use crate::web::i18n::Strings;
@@ -84,7 +83,7 @@ pub async fn list(
     let result = async {
         if q.q.trim().is_empty() {
             let cursor = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
-                Some(c) => Some(UserId::from_str(c).map_err(|_| ServiceError::NotFound)?),
+                Some(c) => Some(path_id::<UserId>(c)?),
                 None => None,
             };
             let page = admin.list_users(&session.actor, cursor, PAGE).await?;
@@ -126,7 +125,7 @@ struct DisablePage {
 }
 
 async fn user_row(state: &AppState, session: &Session, id: &str) -> Result<UserRow, ServiceError> {
-    let id = UserId::from_str(id).map_err(|_| ServiceError::NotFound)?;
+    let id = path_id::<UserId>(id)?;
     let user = state.services.admin.user(&session.actor, id).await?;
     Ok(row(session.lang.strings(), session.actor.user_id, &user))
 }
@@ -157,7 +156,7 @@ async fn set_disabled(state: &AppState, session: &Session, id: &str, disabled: b
         return refused;
     }
     let result = async {
-        let id = UserId::from_str(id).map_err(|_| ServiceError::NotFound)?;
+        let id = path_id::<UserId>(id)?;
         state
             .services
             .admin
