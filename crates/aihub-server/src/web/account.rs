@@ -58,10 +58,7 @@ pub async fn show(
     let notice = q
         .changed
         .map(|_| session.lang.strings().account_password_changed);
-    match page(&state, &session, notice, None).await {
-        Ok(p) => render(StatusCode::OK, &p),
-        Err(e) => session.error(e),
-    }
+    session.page(page(&state, &session, notice, None).await)
 }
 
 #[derive(Deserialize)]

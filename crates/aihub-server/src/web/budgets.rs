@@ -26,8 +26,8 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::i18n::{Lang, Strings};
-use super::pages::path_id;
 use super::pages::{Ctx, OrgChoice, Session, message_for, redirect, render, select_org};
+use super::pages::{OrgForm, OrgQuery, path_id};
 use super::progress::Progress;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -631,11 +631,6 @@ pub async fn create(
     }
 }
 
-#[derive(Debug, Deserialize)]
-pub struct OrgQuery {
-    org: Option<String>,
-}
-
 #[derive(Template)]
 #[template(path = "budget_edit.html")]
 struct EditPage {
@@ -761,11 +756,6 @@ pub async fn update(
         },
         Err(Err(e)) => session.error(e),
     }
-}
-
-#[derive(Deserialize)]
-pub struct OrgForm {
-    org: String,
 }
 
 /// Replaces the webhook signing secret and shows the new one, once.

@@ -31,8 +31,8 @@ use super::budgets::{
 };
 use super::i18n::Strings;
 use super::limits::{LimitRow, limit_row, parse_count};
-use super::pages::path_id;
 use super::pages::{Ctx, OrgChoice, Session, message_for, redirect, render, select_org};
+use super::pages::{OrgForm, OrgQuery, path_id};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -391,11 +391,6 @@ pub async fn create(
     }
 }
 
-#[derive(Debug, Deserialize)]
-pub struct OrgQuery {
-    org: Option<String>,
-}
-
 #[derive(Template)]
 #[template(path = "key_revoke.html")]
 struct RevokePage {
@@ -411,31 +406,34 @@ pub async fn confirm_revoke(
     Path(id): Path<String>,
     Query(q): Query<OrgQuery>,
 ) -> Response {
-    let result = async {
-        let id = path_id::<KeyId>(&id)?;
-        let (scope, _) = select_org(&state, &session, q.org.as_deref()).await?;
-        let key = state.services.keys.get(&scope, id).await?;
-        Ok::<_, ServiceError>((scope, key))
+    match confirming(&state, &session, &id, q.org.as_deref(), false).await {
+        Ok((ctx, org_id, key)) => render(StatusCode::OK, &RevokePage { ctx, org_id, key }),
+        Err(e) => session.error(e),
     }
-    .await;
-    let (scope, key) = match result {
-        Ok(v) => v,
-        Err(e) => return session.error(e),
-    };
-    let org_query = format!("?org={}", scope.org_id());
-    let mut ctx = session.ctx(&format!("/keys{org_query}"), "keys");
-    ctx.org_query = org_query;
-    let page = RevokePage {
-        ctx,
-        org_id: scope.org_id().to_string(),
-        key: row(session.lang.strings(), &scope, &key, now()),
-    };
-    render(StatusCode::OK, &page)
 }
 
-#[derive(Deserialize)]
-pub struct RevokeForm {
-    org: String,
+/// What a confirmation page about one key shows: its layout context (the language links come
+/// back to the key's page when `on_key_page`, else to the list), the organization, the key.
+async fn confirming(
+    state: &AppState,
+    session: &Session,
+    id: &str,
+    org: Option<&str>,
+    on_key_page: bool,
+) -> Result<(Ctx, String, KeyRow), ServiceError> {
+    let id = path_id::<KeyId>(id)?;
+    let (scope, _) = select_org(state, session, org).await?;
+    let key = state.services.keys.get(&scope, id).await?;
+    let org_query = format!("?org={}", scope.org_id());
+    let here = if on_key_page {
+        format!("/keys/{}{org_query}", key.id)
+    } else {
+        format!("/keys{org_query}")
+    };
+    let mut ctx = session.ctx(&here, "keys");
+    ctx.org_query = org_query;
+    let row = row(session.lang.strings(), &scope, &key, now());
+    Ok((ctx, scope.org_id().to_string(), row))
 }
 
 /// Revokes the key through the keys service, then goes back to the list.
@@ -443,7 +441,7 @@ pub async fn revoke(
     State(state): State<AppState>,
     session: Session,
     Path(id): Path<String>,
-    Form(form): Form<RevokeForm>,
+    Form(form): Form<OrgForm>,
 ) -> Response {
     let result = async {
         let id = path_id::<KeyId>(&id)?;
@@ -903,7 +901,7 @@ pub async fn remove_budget(
     State(state): State<AppState>,
     session: Session,
     Path(id): Path<String>,
-    Form(form): Form<RevokeForm>,
+    Form(form): Form<OrgForm>,
 ) -> Response {
     let (scope, id) = match posted(&state, &session, &id, &form.org).await {
         Ok(v) => v,
@@ -947,26 +945,10 @@ pub async fn confirm_rotate(
     Path(id): Path<String>,
     Query(q): Query<OrgQuery>,
 ) -> Response {
-    let result = async {
-        let id = path_id::<KeyId>(&id)?;
-        let (scope, _) = select_org(&state, &session, q.org.as_deref()).await?;
-        let key = state.services.keys.get(&scope, id).await?;
-        Ok::<_, ServiceError>((scope, key))
+    match confirming(&state, &session, &id, q.org.as_deref(), true).await {
+        Ok((ctx, org_id, key)) => render(StatusCode::OK, &RotatePage { ctx, org_id, key }),
+        Err(e) => session.error(e),
     }
-    .await;
-    let (scope, key) = match result {
-        Ok(v) => v,
-        Err(e) => return session.error(e),
-    };
-    let org_query = format!("?org={}", scope.org_id());
-    let mut ctx = session.ctx(&format!("/keys/{}{org_query}", key.id), "keys");
-    ctx.org_query = org_query;
-    let page = RotatePage {
-        ctx,
-        org_id: scope.org_id().to_string(),
-        key: row(session.lang.strings(), &scope, &key, now()),
-    };
-    render(StatusCode::OK, &page)
 }
 
 /// Gives the key a new secret and shows it once, like a new key's; the old one stops working.
@@ -974,7 +956,7 @@ pub async fn rotate(
     State(state): State<AppState>,
     session: Session,
     Path(id): Path<String>,
-    Form(form): Form<RevokeForm>,
+    Form(form): Form<OrgForm>,
 ) -> Response {
     let (scope, id) = match posted(&state, &session, &id, &form.org).await {
         Ok(v) => v,

@@ -20,8 +20,8 @@ use uuid::Uuid;
 
 use super::budgets::{FormError, ScopeNames, may_manage, scope_label};
 use super::i18n::Strings;
-use super::pages::path_id;
 use super::pages::{Ctx, OrgChoice, Session, redirect, render, select_org};
+use super::pages::{OrgForm, path_id};
 use crate::state::AppState;
 
 /// One rule as the page shows it; empty strings for metrics it does not limit.
@@ -328,11 +328,6 @@ pub async fn update(
             .await
         }
     }
-}
-
-#[derive(Deserialize)]
-pub struct OrgForm {
-    org: String,
 }
 
 /// Deletes a rule (the form asks for confirmation first), then back to the list.

@@ -25,8 +25,8 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::i18n::Strings;
-use super::pages::path_id;
 use super::pages::{Ctx, OrgChoice, Session, error_page_in, message_for, redirect, select_org};
+use super::pages::{OrgForm, path_id};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -284,11 +284,6 @@ pub async fn create(
         }
         Err(e) => session.error(e),
     }
-}
-
-#[derive(Deserialize)]
-pub struct OrgForm {
-    org: String,
 }
 
 /// The viewer leaves the organization and lands on their personal one.

@@ -17,22 +17,16 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{Datelike, NaiveDate};
-use serde::Deserialize;
 use uuid::Uuid;
 
 use super::i18n::Strings;
-use super::pages::{Ctx, Session, render, select_org};
+use super::pages::{Ctx, OrgQuery, Session, render, select_org};
 use super::progress::Progress;
 use super::usage::group_label;
 use crate::state::AppState;
 
 /// Failed requests listed under "recent errors".
 const RECENT_ERRORS: u32 = 10;
-
-#[derive(Debug, Deserialize)]
-pub struct OrgQuery {
-    pub org: Option<String>,
-}
 
 /// Totals of one period, spend kept apart per currency.
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -51,6 +51,19 @@ where
     }
 }
 
+/// `?org=…`: the organization a page shows (else the personal one).
+#[derive(Debug, Deserialize)]
+pub struct OrgQuery {
+    pub org: Option<String>,
+}
+
+/// A form whose only field is the organization it acts in (deletions, revocations,
+/// rotations, leaving).
+#[derive(Debug, Deserialize)]
+pub struct OrgForm {
+    pub org: String,
+}
+
 /// `?next=…`: where to go after signing in or switching language.
 #[derive(Debug, Deserialize)]
 pub struct NextQuery {
