@@ -18,7 +18,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::{
-    After, DoneQuery, FormError, admin_ctx, after_form, given, number, refuse_non_admin, show_again,
+    AdminSession, After, DoneQuery, FormError, admin_ctx, after_form, given, number, show_again,
 };
 use crate::state::AppState;
 use crate::web::audit::parse_time;
@@ -157,27 +157,24 @@ fn providers_page(
 
 pub async fn providers(
     State(state): State<AppState>,
-    session: Session,
+    AdminSession(session): AdminSession,
     Query(q): Query<DoneQuery>,
 ) -> Response {
-    if let Some(refused) = refuse_non_admin(&session) {
-        return refused;
-    }
     let notice = q.notice(session.lang.strings());
-    match providers_page(&state, &session, ProviderForm::default(), None, notice) {
-        Ok(page) => render(StatusCode::OK, &page),
-        Err(e) => session.error(e),
-    }
+    session.page(providers_page(
+        &state,
+        &session,
+        ProviderForm::default(),
+        None,
+        notice,
+    ))
 }
 
 pub async fn create_provider(
     State(state): State<AppState>,
-    session: Session,
+    AdminSession(session): AdminSession,
     Form(form): Form<ProviderForm>,
 ) -> Response {
-    if let Some(refused) = refuse_non_admin(&session) {
-        return refused;
-    }
     let result = match form.input(&form.name) {
         Ok(input) => {
             state
@@ -210,12 +207,9 @@ struct ProviderEditPage {
 
 pub async fn edit_provider(
     State(state): State<AppState>,
-    session: Session,
+    AdminSession(session): AdminSession,
     Path(name): Path<String>,
 ) -> Response {
-    if let Some(refused) = refuse_non_admin(&session) {
-        return refused;
-    }
     let found = state
         .services
         .catalog
@@ -242,13 +236,10 @@ pub async fn edit_provider(
 
 pub async fn update_provider(
     State(state): State<AppState>,
-    session: Session,
+    AdminSession(session): AdminSession,
     Path(name): Path<String>,
     Form(mut form): Form<ProviderForm>,
 ) -> Response {
-    if let Some(refused) = refuse_non_admin(&session) {
-        return refused;
-    }
     let result = match form.input(&name) {
         Ok(input) => {
             state
@@ -358,28 +349,26 @@ fn models_page(
 
 pub async fn models(
     State(state): State<AppState>,
-    session: Session,
+    AdminSession(session): AdminSession,
     Query(q): Query<DoneQuery>,
 ) -> Response {
-    if let Some(refused) = refuse_non_admin(&session) {
-        return refused;
-    }
     let notice = q.notice(session.lang.strings());
-    match models_page(&state, &session, ModelForm::default(), None, None, notice) {
-        Ok(page) => render(StatusCode::OK, &page),
-        Err(e) => session.error(e),
-    }
+    session.page(models_page(
+        &state,
+        &session,
+        ModelForm::default(),
+        None,
+        None,
+        notice,
+    ))
 }
 
 /// The models page with the form filled in with one model, to change it.
 pub async fn edit_model(
     State(state): State<AppState>,
-    session: Session,
+    AdminSession(session): AdminSession,
     Path(name): Path<String>,
 ) -> Response {
-    if let Some(refused) = refuse_non_admin(&session) {
-        return refused;
-    }
     let found = state
         .services
         .catalog
@@ -397,20 +386,14 @@ pub async fn edit_model(
         };
         models_page(&state, &session, form, Some(m.name), None, None)
     });
-    match page {
-        Ok(page) => render(StatusCode::OK, &page),
-        Err(e) => session.error(e),
-    }
+    session.page(page)
 }
 
 pub async fn create_model(
     State(state): State<AppState>,
-    session: Session,
+    AdminSession(session): AdminSession,
     Form(form): Form<ModelForm>,
 ) -> Response {
-    if let Some(refused) = refuse_non_admin(&session) {
-        return refused;
-    }
     let result = state
         .services
         .catalog
@@ -428,13 +411,10 @@ pub async fn create_model(
 
 pub async fn update_model(
     State(state): State<AppState>,
-    session: Session,
+    AdminSession(session): AdminSession,
     Path(name): Path<String>,
     Form(mut form): Form<ModelForm>,
 ) -> Response {
-    if let Some(refused) = refuse_non_admin(&session) {
-        return refused;
-    }
     let result = state
         .services
         .catalog
@@ -558,12 +538,9 @@ pub struct PricesQuery {
 
 pub async fn prices(
     State(state): State<AppState>,
-    session: Session,
+    AdminSession(session): AdminSession,
     Query(q): Query<PricesQuery>,
 ) -> Response {
-    if let Some(refused) = refuse_non_admin(&session) {
-        return refused;
-    }
     let notice = q.done.notice(session.lang.strings());
     let page = prices_page(&state, &session, PriceForm::default(), None, notice).map(|mut page| {
         let from = q.from.as_deref().unwrap_or_default();
@@ -583,20 +560,14 @@ pub async fn prices(
         );
         page
     });
-    match page {
-        Ok(page) => render(StatusCode::OK, &page),
-        Err(e) => session.error(e),
-    }
+    session.page(page)
 }
 
 pub async fn add_price(
     State(state): State<AppState>,
-    session: Session,
+    AdminSession(session): AdminSession,
     Form(form): Form<PriceForm>,
 ) -> Response {
-    if let Some(refused) = refuse_non_admin(&session) {
-        return refused;
-    }
     let result = match form.input() {
         Ok(input) => {
             state

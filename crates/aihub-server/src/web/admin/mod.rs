@@ -10,24 +10,38 @@ pub mod users;
 
 use aihub_service::ServiceError;
 use askama::Template;
+use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::Response;
 use serde::Deserialize;
 
 use super::i18n::{Lang, Strings};
 use super::pages::{Ctx, Session, error_page_in, message_for, redirect, render};
 use crate::error::ApiError;
+use crate::state::AppState;
 
-/// `None` for a platform admin; for anyone else, the page to answer with instead: not found.
-fn refuse_non_admin(session: &Session) -> Option<Response> {
-    (!session.actor.is_platform_admin).then(|| {
-        error_page_in(
-            session.ctx("/", ""),
-            StatusCode::NOT_FOUND,
-            "not_found",
-            None,
-        )
-    })
+/// The session of a platform admin. Anyone else signed in gets the not-found page, as the JSON
+/// API answers 404, and before the handler's form is read; signed-out visitors go to sign-in.
+/// Every admin page takes this instead of [`Session`]; the admin services check the flag again.
+pub struct AdminSession(pub Session);
+
+impl FromRequestParts<AppState> for AdminSession {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let session = Session::from_request_parts(parts, state).await?;
+        if session.actor.is_platform_admin {
+            Ok(AdminSession(session))
+        } else {
+            Err(error_page_in(
+                session.ctx("/", ""),
+                StatusCode::NOT_FOUND,
+                "not_found",
+                None,
+            ))
+        }
+    }
 }
 
 /// The layout context of an admin page.
@@ -36,8 +50,8 @@ fn admin_ctx(session: &Session, here: &str) -> Ctx {
 }
 
 /// `/admin`: the first admin page.
-pub async fn index(session: Session) -> Response {
-    refuse_non_admin(&session).unwrap_or_else(|| redirect("/admin/users"))
+pub async fn index(_: AdminSession) -> Response {
+    redirect("/admin/users")
 }
 
 /// `?done=1` after a successful form: the notice to show.

@@ -15,9 +15,9 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::super::pages::path_id;
-use super::{DoneQuery, admin_ctx, refuse_non_admin};
+use super::{AdminSession, DoneQuery, admin_ctx};
 use crate::state::AppState;
-use crate::web::pages::{Ctx, Session, redirect, render};
+use crate::web::pages::{Ctx, redirect, render};
 
 /// Organizations per page.
 const PAGE: u32 = 50;
@@ -57,12 +57,9 @@ pub struct OrgsQuery {
 
 pub async fn list(
     State(state): State<AppState>,
-    session: Session,
+    AdminSession(session): AdminSession,
     Query(q): Query<OrgsQuery>,
 ) -> Response {
-    if let Some(refused) = refuse_non_admin(&session) {
-        return refused;
-    }
     let result = async {
         let cursor = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
             Some(c) => Some(path_id::<OrgId>(c)?),
@@ -112,20 +109,16 @@ pub async fn list(
 
 #[derive(Deserialize)]
 pub struct AssignForm {
-    #[serde(default)]
     plan_id: String,
 }
 
 /// Puts the organization on the chosen plan.
 pub async fn assign_plan(
     State(state): State<AppState>,
-    session: Session,
+    AdminSession(session): AdminSession,
     Path(id): Path<String>,
     Form(form): Form<AssignForm>,
 ) -> Response {
-    if let Some(refused) = refuse_non_admin(&session) {
-        return refused;
-    }
     let result = async {
         let org = path_id::<OrgId>(&id)?;
         let plan = Uuid::from_str(form.plan_id.trim())

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::super::pages::path_id;
 use super::{
-    After, DoneQuery, FormError, admin_ctx, after_form, given, number, refuse_non_admin, show_again,
+    AdminSession, After, DoneQuery, FormError, admin_ctx, after_form, given, number, show_again,
 };
 use crate::state::AppState;
 use crate::web::pages::{Ctx, Session, render};
@@ -143,31 +143,22 @@ async fn plans_page(
 
 pub async fn list(
     State(state): State<AppState>,
-    session: Session,
+    AdminSession(session): AdminSession,
     Query(q): Query<DoneQuery>,
 ) -> Response {
-    if let Some(refused) = refuse_non_admin(&session) {
-        return refused;
-    }
     let form = PlanForm {
         currency: "USD".into(),
         ..PlanForm::default()
     };
     let notice = q.notice(session.lang.strings());
-    match plans_page(&state, &session, form, None, notice).await {
-        Ok(page) => render(StatusCode::OK, &page),
-        Err(e) => session.error(e),
-    }
+    session.page(plans_page(&state, &session, form, None, notice).await)
 }
 
 pub async fn create(
     State(state): State<AppState>,
-    session: Session,
+    AdminSession(session): AdminSession,
     Form(form): Form<PlanForm>,
 ) -> Response {
-    if let Some(refused) = refuse_non_admin(&session) {
-        return refused;
-    }
     let result = match form.create() {
         Ok(input) => {
             state
@@ -199,12 +190,9 @@ struct EditPage {
 
 pub async fn edit(
     State(state): State<AppState>,
-    session: Session,
+    AdminSession(session): AdminSession,
     Path(id): Path<String>,
 ) -> Response {
-    if let Some(refused) = refuse_non_admin(&session) {
-        return refused;
-    }
     let result = async {
         let id = path_id::<Uuid>(&id)?;
         let plans = state.services.governance.list_plans().await?;
@@ -230,13 +218,10 @@ pub async fn edit(
 
 pub async fn update(
     State(state): State<AppState>,
-    session: Session,
+    AdminSession(session): AdminSession,
     Path(id): Path<String>,
     Form(form): Form<PlanForm>,
 ) -> Response {
-    if let Some(refused) = refuse_non_admin(&session) {
-        return refused;
-    }
     let result = async {
         let id = path_id::<Uuid>(&id)?;
         let input = form.update()?;

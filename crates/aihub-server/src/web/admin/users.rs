@@ -12,7 +12,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::super::pages::path_id;
-use super::{DoneQuery, admin_ctx, refuse_non_admin};
+use super::{AdminSession, DoneQuery, admin_ctx};
 use crate::state::AppState;
 use crate::web::i18n::Strings;
 use crate::web::pages::{Ctx, Session, redirect, render, urlencode};
@@ -71,12 +71,9 @@ pub struct UsersQuery {
 
 pub async fn list(
     State(state): State<AppState>,
-    session: Session,
+    AdminSession(session): AdminSession,
     Query(q): Query<UsersQuery>,
 ) -> Response {
-    if let Some(refused) = refuse_non_admin(&session) {
-        return refused;
-    }
     let t = session.lang.strings();
     let admin = &state.services.admin;
     let me = session.actor.user_id;
@@ -133,12 +130,9 @@ async fn user_row(state: &AppState, session: &Session, id: &str) -> Result<UserR
 /// Asks for confirmation before disabling an account.
 pub async fn confirm_disable(
     State(state): State<AppState>,
-    session: Session,
+    AdminSession(session): AdminSession,
     Path(id): Path<String>,
 ) -> Response {
-    if let Some(refused) = refuse_non_admin(&session) {
-        return refused;
-    }
     match user_row(&state, &session, &id).await {
         Ok(user) => {
             let page = DisablePage {
@@ -152,9 +146,6 @@ pub async fn confirm_disable(
 }
 
 async fn set_disabled(state: &AppState, session: &Session, id: &str, disabled: bool) -> Response {
-    if let Some(refused) = refuse_non_admin(session) {
-        return refused;
-    }
     let result = async {
         let id = path_id::<UserId>(id)?;
         state
@@ -172,7 +163,7 @@ async fn set_disabled(state: &AppState, session: &Session, id: &str, disabled: b
 
 pub async fn disable(
     State(state): State<AppState>,
-    session: Session,
+    AdminSession(session): AdminSession,
     Path(id): Path<String>,
 ) -> Response {
     set_disabled(&state, &session, &id, true).await
@@ -180,7 +171,7 @@ pub async fn disable(
 
 pub async fn enable(
     State(state): State<AppState>,
-    session: Session,
+    AdminSession(session): AdminSession,
     Path(id): Path<String>,
 ) -> Response {
     set_disabled(&state, &session, &id, false).await
