@@ -31,7 +31,9 @@ use super::budgets::{
 };
 use super::i18n::Strings;
 use super::limits::{LimitRow, limit_row, parse_count};
-use super::pages::{Ctx, OrgChoice, Session, message_for, redirect, render, select_org};
+use super::pages::{
+    Ctx, OrgChoice, Session, message_for, model_list, redirect, render, select_org,
+};
 use super::pages::{OrgForm, OrgQuery, path_id};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -319,17 +321,6 @@ fn parse_expires(s: &str) -> Result<Option<DateTime<Utc>>, ServiceError> {
         .map_err(|_| ServiceError::invalid("invalid_expires_at", "the expiry is not a date"))
 }
 
-/// A comma-separated model list; empty means every model.
-fn parse_models(s: &str) -> Option<Vec<String>> {
-    let models: Vec<String> = s
-        .split(',')
-        .map(str::trim)
-        .filter(|m| !m.is_empty())
-        .map(str::to_owned)
-        .collect();
-    (!models.is_empty()).then_some(models)
-}
-
 /// Creates a key and answers with the page that shows its secret, the only time it is shown.
 /// Invalid input shows the list again with the form filled in; a refusal is an error page.
 pub async fn create(
@@ -351,7 +342,7 @@ pub async fn create(
         Ok(CreateKey {
             name: form.name.clone(),
             expires_at,
-            models: parse_models(&form.models),
+            models: model_list(&form.models),
             team_id: team_id?,
         })
     });
@@ -738,7 +729,7 @@ pub async fn update(
             let input = UpdateKey {
                 name: Some(form.name),
                 expires_at: Some(expires_at),
-                models: Some(parse_models(&form.models)),
+                models: Some(model_list(&form.models)),
             };
             state.services.keys.update(&scope, id, input).await
         }
@@ -984,8 +975,6 @@ mod tests {
 
     #[test]
     fn form_fields_are_parsed() {
-        assert_eq!(parse_models(" a, ,b "), Some(vec!["a".into(), "b".into()]));
-        assert_eq!(parse_models(" , "), None);
         assert_eq!(parse_expires("").unwrap(), None);
         assert_eq!(
             parse_expires("2030-01-02").unwrap().unwrap().to_rfc3339(),

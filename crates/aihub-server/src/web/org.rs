@@ -25,7 +25,9 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::i18n::Strings;
-use super::pages::{Ctx, OrgChoice, Session, error_page_in, message_for, redirect, select_org};
+use super::pages::{
+    Ctx, OrgChoice, Session, error_page_in, message_for, model_list, redirect, select_org,
+};
 use super::pages::{OrgForm, path_id};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -454,24 +456,14 @@ pub async fn update_member(
     let result = async {
         let user: UserId = path_id(&user_id)?;
         let role = parse_role(&form.role)?;
-        let models = split_models(&form.models);
         let input = UpdateMember {
             role: Some(role),
-            models: Some((!models.is_empty()).then_some(models)),
+            models: Some(model_list(&form.models)),
         };
         state.services.orgs.update_member(&scope, user, input).await
     }
     .await;
     answer(&session, "/org/members", &scope, result.map(|_| "member"))
-}
-
-/// A comma-separated list from a text field.
-fn split_models(s: &str) -> Vec<String> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|m| !m.is_empty())
-        .map(str::to_owned)
-        .collect()
 }
 
 #[derive(Template)]
@@ -967,12 +959,7 @@ mod tests {
     }
 
     #[test]
-    fn model_lists_and_roles_are_parsed() {
-        assert_eq!(
-            split_models(" a, ,b "),
-            vec!["a".to_owned(), "b".to_owned()]
-        );
-        assert!(split_models(" , ").is_empty());
+    fn roles_and_ids_are_parsed() {
         assert_eq!(parse_role("viewer").unwrap(), Role::Viewer);
         assert!(matches!(
             parse_role("god"),

@@ -295,6 +295,22 @@ pub fn path_id<T: FromStr>(raw: &str) -> Result<T, ServiceError> {
     T::from_str(raw.trim()).map_err(|_| ServiceError::NotFound)
 }
 
+/// A comma-separated form field (`a, b`), trimmed, empty entries dropped.
+#[must_use]
+pub fn comma_list(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A model allow-list field: `None` (every model) when it names none.
+#[must_use]
+pub fn model_list(raw: &str) -> Option<Vec<String>> {
+    Some(comma_list(raw)).filter(|m| !m.is_empty())
+}
+
 /// Renders a page as `text/html`.
 pub fn render(status: StatusCode, page: &impl Template) -> Response {
     match page.render() {
@@ -448,6 +464,14 @@ mod tests {
         assert_eq!(local_path(Some("//evil.example")), "/");
         assert_eq!(local_path(Some("/\\evil.example")), "/");
         assert_eq!(local_path(Some("/a\r\nSet-Cookie: x")), "/");
+    }
+
+    #[test]
+    fn comma_lists_are_parsed() {
+        assert_eq!(comma_list(" a@x.io, ,b@x.io "), vec!["a@x.io", "b@x.io"]);
+        assert!(comma_list(" , ").is_empty());
+        assert_eq!(model_list(" a, ,b "), Some(vec!["a".into(), "b".into()]));
+        assert_eq!(model_list(" , "), None);
     }
 
     #[test]
