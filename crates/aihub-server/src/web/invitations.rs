@@ -3,14 +3,13 @@
 //! here. The invitations service checks that the invitation names the caller's address.
 
 use super::pages::Form;
-use aihub_service::orgs::TenancyError;
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::pages::{Ctx, Session, error_page_in, redirect, render, urlencode};
+use super::pages::{Ctx, Session, redirect, render, urlencode};
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -54,7 +53,7 @@ pub async fn accept(
         .await
     {
         Ok((_, membership)) => redirect(&format!("/?org={}", membership.org.id)),
-        Err(e) => refused(&session, e),
+        Err(e) => session.tenancy_error(e),
     }
 }
 
@@ -71,18 +70,6 @@ pub async fn decline(
         .await
     {
         Ok(_) => redirect("/"),
-        Err(e) => refused(&session, e),
-    }
-}
-
-fn refused(session: &Session, e: TenancyError) -> Response {
-    match e {
-        TenancyError::Service(e) => session.error(e),
-        TenancyError::Gone { code, .. } => {
-            error_page_in(session.ctx("/", ""), StatusCode::GONE, code, None)
-        }
-        TenancyError::BadRequest { code, .. } => {
-            error_page_in(session.ctx("/", ""), StatusCode::BAD_REQUEST, code, None)
-        }
+        Err(e) => session.tenancy_error(e),
     }
 }

@@ -25,9 +25,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::i18n::Strings;
-use super::pages::{
-    Ctx, OrgChoice, Session, error_page_in, message_for, model_list, redirect, select_org,
-};
+use super::pages::{Ctx, OrgChoice, Session, message_for, model_list, redirect, select_org};
 use super::pages::{OrgForm, path_id};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -131,18 +129,6 @@ fn answer(
             back(path, scope, &format!("error={}", api.code))
         }
         Err(e) => session.error(e),
-    }
-}
-
-fn tenancy_refusal(session: &Session, e: TenancyError) -> Response {
-    match e {
-        TenancyError::Service(e) => session.error(e),
-        TenancyError::Gone { code, .. } => {
-            error_page_in(session.ctx("/", ""), StatusCode::GONE, code, None)
-        }
-        TenancyError::BadRequest { code, .. } => {
-            error_page_in(session.ctx("/", ""), StatusCode::BAD_REQUEST, code, None)
-        }
     }
 }
 
@@ -351,7 +337,7 @@ pub async fn delete(
         Err(TenancyError::Service(e @ ServiceError::Invalid { .. })) => {
             answer(&session, "/org", &scope, Err(e))
         }
-        Err(e) => tenancy_refusal(&session, e),
+        Err(e) => session.tenancy_error(e),
     }
 }
 

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use aihub_core::OrgId;
 use aihub_service::ServiceError;
 use aihub_service::accounts::Actor;
-use aihub_service::orgs::OrgScope;
+use aihub_service::orgs::{OrgScope, TenancyError};
 use aihub_service::policy::Action;
 use askama::Template;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -191,6 +191,21 @@ impl Session {
         match result {
             Ok(page) => render(StatusCode::OK, &page),
             Err(e) => self.error(e),
+        }
+    }
+
+    /// The page for a refusal of the tenancy services: spent invitations are `410`, refused
+    /// organization changes `400`, the rest as [`Session::error`].
+    #[must_use]
+    pub fn tenancy_error(&self, e: TenancyError) -> Response {
+        match e {
+            TenancyError::Service(e) => self.error(e),
+            TenancyError::Gone { code, .. } => {
+                error_page_in(self.ctx("/", ""), StatusCode::GONE, code, None)
+            }
+            TenancyError::BadRequest { code, .. } => {
+                error_page_in(self.ctx("/", ""), StatusCode::BAD_REQUEST, code, None)
+            }
         }
     }
 
