@@ -28,23 +28,23 @@ pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 
 pub struct Anthropic {
     upstream: Upstream,
-    base_url: String,
+    /// `{base_url}/v1/messages`, parsed once.
+    messages_url: reqwest::Url,
     version: String,
 }
 
 impl Anthropic {
     pub fn new(spec: Arc<ProviderSpec>) -> Result<Self, GatewayError> {
-        let base_url = spec
-            .base_url
-            .clone()
-            .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
+        let base_url = spec.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
         let version = spec
             .api_version
             .clone()
             .unwrap_or_else(|| DEFAULT_VERSION.to_owned());
+        let upstream = Upstream::new(spec.clone())?;
+        let messages_url = upstream.url(&format!("{base_url}/v1/messages"))?;
         Ok(Self {
-            upstream: Upstream::new(spec)?,
-            base_url,
+            upstream,
+            messages_url,
             version,
         })
     }
@@ -516,9 +516,11 @@ impl Adapter for Anthropic {
         if let Ok(v) = HeaderValue::from_str(&call.request_id.to_string()) {
             headers.insert(REQUEST_ID_HEADER, v);
         }
-        let url = format!("{}/v1/messages", self.base_url);
         let body = serde_json::to_vec(&req).map_err(|_| GatewayError::internal())?;
-        let resp = self.upstream.post(&url, headers, body, deadline).await?;
+        let resp = self
+            .upstream
+            .post(&self.messages_url, headers, body, deadline)
+            .await?;
         if !call.body.stream {
             let bytes = self
                 .upstream

@@ -53,13 +53,14 @@ fn segment(s: &str) -> String {
 
 impl Adapter for Azure {
     async fn send<'a>(&'a self, call: Call<'a>) -> Result<Reply, GatewayError> {
-        let url = format!(
+        // The deployment is the model's, so the URL is parsed per request.
+        let url = self.upstream.url(&format!(
             "{}/openai/deployments/{}/{}?api-version={}",
             self.base_url,
             segment(call.upstream_model),
             call.endpoint.path(),
             segment(&self.api_version)
-        );
+        ))?;
         let mut headers = base_headers(&call);
         if let Some(key) = &self.upstream.spec.api_key
             && let Ok(mut v) = HeaderValue::from_str(key.expose())

@@ -42,17 +42,30 @@ impl Upstream {
         Ok(Self { client, spec })
     }
 
+    /// Parses an endpoint URL once, when the provider is built, so that requests do not.
+    pub fn url(&self, url: &str) -> Result<reqwest::Url, GatewayError> {
+        reqwest::Url::parse(url).map_err(|e| {
+            tracing::error!(provider = %self.spec.name, error = %e, "the provider's URL is invalid");
+            GatewayError::upstream_unavailable("The upstream provider is misconfigured.")
+        })
+    }
+
     /// Sends a POST and waits for the response headers within the first-byte timeout (and
     /// before `deadline`, the end of the total timeout). A non-2xx answer becomes a
     /// [`GatewayError`].
     pub async fn post(
         &self,
-        url: &str,
+        url: &reqwest::Url,
         headers: HeaderMap,
         body: Vec<u8>,
         deadline: Instant,
     ) -> Result<reqwest::Response, GatewayError> {
-        let send = self.client.post(url).headers(headers).body(body).send();
+        let send = self
+            .client
+            .post(url.clone())
+            .headers(headers)
+            .body(body)
+            .send();
         let wait = deadline.min(Instant::now() + self.spec.first_byte_timeout);
         let resp = match tokio::time::timeout_at(wait, send).await {
             Err(_) => return Err(GatewayError::upstream_timeout()),

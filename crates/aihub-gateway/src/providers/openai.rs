@@ -19,19 +19,41 @@ pub const REQUEST_ID_HEADER: &str = "x-aihub-request-id";
 
 pub struct OpenAi {
     upstream: Upstream,
-    base_url: String,
+    /// The URL of each endpoint, parsed once: chat completions, completions, embeddings.
+    urls: [reqwest::Url; 3],
+    /// `Authorization: Bearer …`, built once.
+    auth: Option<HeaderValue>,
 }
 
 impl OpenAi {
     pub fn new(spec: Arc<ProviderSpec>) -> Result<Self, GatewayError> {
-        let base_url = spec
-            .base_url
-            .clone()
-            .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
+        let base_url = spec.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
+        let auth = spec.api_key.as_ref().and_then(|key| {
+            let mut v = HeaderValue::from_str(&format!("Bearer {}", key.expose())).ok()?;
+            v.set_sensitive(true);
+            Some(v)
+        });
+        let upstream = Upstream::new(spec.clone())?;
+        let url = |e: Endpoint| upstream.url(&format!("{base_url}/{}", e.path()));
+        let urls = [
+            url(Endpoint::ChatCompletions)?,
+            url(Endpoint::Completions)?,
+            url(Endpoint::Embeddings)?,
+        ];
         Ok(Self {
-            upstream: Upstream::new(spec)?,
-            base_url,
+            upstream,
+            urls,
+            auth,
         })
+    }
+
+    fn url(&self, endpoint: Endpoint) -> &reqwest::Url {
+        let [chat, completions, embeddings] = &self.urls;
+        match endpoint {
+            Endpoint::ChatCompletions => chat,
+            Endpoint::Completions => completions,
+            Endpoint::Embeddings => embeddings,
+        }
     }
 }
 
@@ -48,7 +70,8 @@ pub fn base_headers(call: &Call<'_>) -> HeaderMap {
             HeaderValue::from_static("text/event-stream"),
         );
     }
-    if let Ok(v) = HeaderValue::from_str(&call.request_id.to_string()) {
+    let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    if let Ok(v) = HeaderValue::from_str(call.request_id.hyphenated().encode_lower(&mut id)) {
         h.insert(REQUEST_ID_HEADER, v);
     }
     h
@@ -57,7 +80,7 @@ pub fn base_headers(call: &Call<'_>) -> HeaderMap {
 /// Sends an OpenAI-format call to `url` and wraps the reply.
 pub async fn exchange(
     upstream: &Upstream,
-    url: &str,
+    url: &reqwest::Url,
     headers: HeaderMap,
     call: &Call<'_>,
     max_response: usize,
@@ -93,15 +116,18 @@ pub const MAX_RESPONSE: usize = 64 * 1024 * 1024;
 
 impl Adapter for OpenAi {
     async fn send<'a>(&'a self, call: Call<'a>) -> Result<Reply, GatewayError> {
-        let url = format!("{}/{}", self.base_url, call.endpoint.path());
         let mut headers = base_headers(&call);
-        if let Some(key) = &self.upstream.spec.api_key
-            && let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
-        {
-            v.set_sensitive(true);
-            headers.insert(header::AUTHORIZATION, v);
+        if let Some(v) = &self.auth {
+            headers.insert(header::AUTHORIZATION, v.clone());
         }
-        exchange(&self.upstream, &url, headers, &call, MAX_RESPONSE).await
+        exchange(
+            &self.upstream,
+            self.url(call.endpoint),
+            headers,
+            &call,
+            MAX_RESPONSE,
+        )
+        .await
     }
 
     fn supports(&self, _: Endpoint) -> bool {
