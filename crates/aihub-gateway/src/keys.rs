@@ -126,6 +126,10 @@ impl KeyCache {
     }
 
     async fn lookup(&self, hash: [u8; 32], presented: &str) -> Result<Entry, KeyAuthError> {
+        // A hit needs no loader: building one costs a copy of the secret and a boxed future.
+        if let Some(entry) = self.cache.get(&hash).await {
+            return Ok(entry);
+        }
         let keys = self.keys.clone();
         let owned = presented.to_owned();
         let generation = self.generation.clone();
