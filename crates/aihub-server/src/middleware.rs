@@ -1,5 +1,5 @@
-//! Layers on every response: a gateway-minted request id (UUIDv7) as `x-request-id` and in the
-//! log span, one access-log line, and security headers.
+//! The layer on every response: a gateway-minted request id (UUIDv7) as `x-request-id` and in
+//! the log span, one access-log line, and security headers.
 
 use std::time::Instant;
 
@@ -16,10 +16,20 @@ pub struct RequestId(pub Uuid);
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Mints the request id, runs the request inside a span that carries it, and logs one line.
-/// Only the method and path are logged: never headers, query strings or bodies, which may hold
-/// credentials.
-pub async fn request_context(mut req: Request, next: Next) -> Response {
+/// The one layer every request passes (one layer, not three, because each layer costs a boxed
+/// future and a state clone per request):
+/// - mints the request id, runs the request inside a span that carries it, returns it as
+///   `x-request-id` and logs one line. Only the method and path are logged: never headers,
+///   query strings or bodies, which may hold credentials;
+/// - adds the security headers, and `Cache-Control: no-store` on the JSON API;
+/// - adds `Strict-Transport-Security` to responses to requests that came over HTTPS (as far as
+///   the server can tell: `server.public_url`, `server.secure_cookies`, or
+///   `X-Forwarded-Proto: https` from a trusted proxy). Browsers ignore it over plain HTTP.
+pub async fn edge(
+    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let id = RequestId(Uuid::now_v7());
     req.extensions_mut().insert(id);
     let span = tracing::info_span!(
@@ -28,28 +38,20 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         method = %req.method(),
         path = %req.uri().path(),
     );
+    let is_api = req.uri().path().starts_with("/api/");
+    let (parts, body) = req.into_parts();
+    let tls = crate::extract::is_tls(&parts, &state);
     let start = Instant::now();
-    let mut resp = next.run(req).instrument(span.clone()).await;
+    let mut resp = next
+        .run(Request::from_parts(parts, body))
+        .instrument(span.clone())
+        .await;
+    let h = resp.headers_mut();
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
     let text = id.0.hyphenated().encode_lower(&mut buf);
     if let Ok(v) = HeaderValue::from_str(text) {
-        resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
+        h.insert(X_REQUEST_ID.clone(), v);
     }
-    let status = resp.status().as_u16();
-    let latency_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
-    span.in_scope(|| tracing::info!(status, latency_us, "request finished"));
-    resp
-}
-
-/// Content-Security-Policy for everything we serve: our own assets only, no framing.
-pub const CSP: &str = "default-src 'self'; object-src 'none'; base-uri 'none'; \
-                       frame-ancestors 'none'; form-action 'self'";
-
-/// Adds the security headers every response must carry. API responses are never cached.
-pub async fn security_headers(req: Request, next: Next) -> Response {
-    let is_api = req.uri().path().starts_with("/api/");
-    let mut resp = next.run(req).await;
-    let h = resp.headers_mut();
     let mut set = |name: HeaderName, value: &'static str| {
         if !h.contains_key(&name) {
             h.insert(name, HeaderValue::from_static(value));
@@ -70,25 +72,18 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
     if is_api {
         set(header::CACHE_CONTROL, "no-store");
     }
-    resp
-}
-
-/// `Strict-Transport-Security` on responses to requests that came over HTTPS (as far as the
-/// server can tell: `server.public_url`, `server.secure_cookies`, or `X-Forwarded-Proto: https`
-/// from a trusted proxy). Browsers ignore it over plain HTTP anyway.
-pub async fn hsts(
-    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let (parts, body) = req.into_parts();
-    let tls = crate::extract::is_tls(&parts, &state);
-    let mut resp = next.run(Request::from_parts(parts, body)).await;
     if tls {
-        resp.headers_mut().insert(
+        h.insert(
             header::STRICT_TRANSPORT_SECURITY,
             HeaderValue::from_static("max-age=31536000; includeSubDomains"),
         );
     }
+    let status = resp.status().as_u16();
+    let latency_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+    span.in_scope(|| tracing::info!(status, latency_us, "request finished"));
     resp
 }
+
+/// Content-Security-Policy for everything we serve: our own assets only, no framing.
+pub const CSP: &str = "default-src 'self'; object-src 'none'; base-uri 'none'; \
+                       frame-ancestors 'none'; form-action 'self'";

@@ -23,12 +23,12 @@ pub mod views;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{StatusCode, Uri};
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::error::{ApiError, V1Error};
-use crate::middleware::{hsts, request_context, security_headers};
+use crate::middleware::edge;
 use crate::session::require_session;
 use crate::state::AppState;
 
@@ -64,9 +64,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(CatchPanicLayer::custom(|_| panic_response()))
-        .layer(from_fn(security_headers))
-        .layer(from_fn_with_state(state.clone(), hsts))
-        .layer(from_fn(request_context))
+        .layer(from_fn_with_state(state.clone(), edge))
         .with_state(state)
 }
 
