@@ -289,6 +289,31 @@ mod tests {
     }
 
     #[test]
+    fn endpoint_urls_are_parsed_once_and_bad_ones_refuse_the_provider() {
+        let good = Arc::new(ProviderSpec {
+            base_url: Some("http://127.0.0.1:9/v1".into()),
+            ..spec()
+        });
+        let upstream = Upstream::new(good.clone()).unwrap();
+        assert_eq!(
+            upstream
+                .url("http://127.0.0.1:9/v1/chat/completions")
+                .unwrap()
+                .path(),
+            "/v1/chat/completions"
+        );
+        assert!(crate::providers::openai::OpenAi::new(good).is_ok());
+        let bad = Arc::new(ProviderSpec {
+            base_url: Some("not a url".into()),
+            ..spec()
+        });
+        let e = upstream.url("not a url/chat/completions").unwrap_err();
+        assert_eq!(e.code, "upstream_unavailable");
+        assert!(crate::providers::openai::OpenAi::new(bad.clone()).is_err());
+        assert!(crate::providers::anthropic::Anthropic::new(bad).is_err());
+    }
+
+    #[test]
     fn messages_lose_their_secrets() {
         let s = spec();
         let m = sanitize(
