@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::error::GatewayError;
 use crate::providers::http::Upstream;
-use crate::providers::openai::{MAX_RESPONSE, REQUEST_ID_HEADER};
+use crate::providers::openai::{MAX_RESPONSE, REQUEST_ID_HEADER, request_id_value};
 use crate::providers::{
     Adapter, Call, Endpoint, EventStream, Reply, StreamFault, StreamItem, Usage,
 };
@@ -513,7 +513,7 @@ impl Adapter for Anthropic {
             v.set_sensitive(true);
             headers.insert("x-api-key", v);
         }
-        if let Ok(v) = HeaderValue::from_str(&call.request_id.to_string()) {
+        if let Some(v) = request_id_value(call.request_id) {
             headers.insert(REQUEST_ID_HEADER, v);
         }
         let body = serde_json::to_vec(&req).map_err(|_| GatewayError::internal())?;
