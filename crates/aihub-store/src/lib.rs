@@ -24,6 +24,7 @@ pub mod governance;
 pub mod invitations;
 pub mod keys;
 pub mod orgs;
+mod priority;
 pub mod sessions;
 pub mod teams;
 #[cfg(feature = "testing")]
@@ -152,12 +153,25 @@ impl Store {
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(acquire)
-                .connect_with(options.clone())
+                // The writer's thread yields the CPU to request handling (see `priority`); set
+                // on every connect, so a reconnected writer gets it too.
+                .after_connect(|_, _| {
+                    Box::pin(async {
+                        priority::lower_threads(priority::WRITER_THREAD, priority::WRITER_NICE);
+                        Ok(())
+                    })
+                })
+                .connect_with(options.clone().thread_name(priority::writer_thread_name))
                 .await?;
             let read = SqlitePoolOptions::new()
                 .max_connections(config.max_connections.max(1))
                 .acquire_timeout(acquire)
-                .connect_with(options.create_if_missing(false).read_only(true))
+                .connect_with(
+                    options
+                        .create_if_missing(false)
+                        .read_only(true)
+                        .thread_name(priority::reader_thread_name),
+                )
                 .await?;
             Ok(Self {
                 backend: Backend::Sqlite { read, write },
