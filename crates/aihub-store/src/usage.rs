@@ -2,7 +2,7 @@
 //! loader; inserting is idempotent on the request id, and only rows actually inserted are added
 //! to the rollups, so a replayed batch changes nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use aihub_core::time::{from_millis, to_millis};
 use aihub_core::{Currency, KeyId, OrgId, TeamId, UserId};
@@ -259,22 +259,25 @@ fn rollup_key(r: &UsageRecord) -> RollupKey {
 impl Store {
     /// Inserts the records whose request id is new and adds exactly those to the daily rollups,
     /// in one transaction. Returns how many were new.
+    ///
+    /// Usually every record is new, and the inserts' row counts say so: no row comes back per
+    /// record (with SQLite each returned row is a message between threads, which cost more than
+    /// the insert). When a count falls short — a journal replayed after a crash between commit
+    /// and checkpoint, or an id twice in one batch — the transaction starts over: the ids
+    /// already stored are looked up, and only the others are inserted and rolled up.
     pub async fn insert_usage(&self, records: &[UsageRecord]) -> Result<u64> {
         if records.is_empty() {
             return Ok(0);
         }
-        let by_id: HashMap<Uuid, &UsageRecord> =
-            records.iter().map(|r| (r.request_id, r)).collect();
-        let inserted = on_backend!(self.writer(), |p| {
-            let mut tx = p.begin().await?;
-            let mut inserted: Vec<Uuid> = Vec::with_capacity(records.len());
-            for chunk in records.chunks(INSERT_CHUNK) {
+        // One multi-row `INSERT … ON CONFLICT DO NOTHING` of `$rows` (`&UsageRecord`s).
+        macro_rules! insert_rows {
+            ($rows:expr) => {{
                 let mut qb = sqlx::QueryBuilder::new(concat!(
                     "INSERT INTO usage_records (",
                     usage_columns!(),
                     ") "
                 ));
-                qb.push_values(chunk, |mut b, r| {
+                qb.push_values($rows, |mut b, r: &UsageRecord| {
                     b.push_bind(r.request_id)
                         .push_bind(r.org_id.as_uuid())
                         .push_bind(r.user_id.map(|u| u.as_uuid()))
@@ -297,13 +300,61 @@ impl Store {
                         .push_bind(r.estimated)
                         .push_bind(to_millis(r.created_at));
                 });
-                qb.push(" ON CONFLICT (request_id) DO NOTHING RETURNING request_id");
-                let ids: Vec<Uuid> = qb.build_query_scalar().fetch_all(&mut *tx).await?;
-                inserted.extend(ids);
+                qb.push(" ON CONFLICT (request_id) DO NOTHING");
+                qb
+            }};
+        }
+        let inserted = on_backend!(self.writer(), |p| {
+            let mut tx = p.begin().await?;
+            let mut all_new = true;
+            for chunk in records.chunks(INSERT_CHUNK) {
+                let added = insert_rows!(chunk.iter())
+                    .build()
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if usize::try_from(added).ok() != Some(chunk.len()) {
+                    all_new = false;
+                    break;
+                }
             }
+            let inserted: Vec<&UsageRecord> = if all_new {
+                records.iter().collect()
+            } else {
+                tx.rollback().await?;
+                tx = p.begin().await?;
+                let mut seen = HashSet::with_capacity(records.len());
+                let unique: Vec<&UsageRecord> = records
+                    .iter()
+                    .filter(|r| seen.insert(r.request_id))
+                    .collect();
+                let mut stored: HashSet<Uuid> = HashSet::new();
+                for chunk in unique.chunks(INSERT_CHUNK) {
+                    let mut qb = sqlx::QueryBuilder::new(
+                        "SELECT request_id FROM usage_records WHERE request_id IN (",
+                    );
+                    let mut ids = qb.separated(", ");
+                    for r in chunk {
+                        ids.push_bind(r.request_id);
+                    }
+                    ids.push_unseparated(")");
+                    let found: Vec<Uuid> = qb.build_query_scalar().fetch_all(&mut *tx).await?;
+                    stored.extend(found);
+                }
+                let new: Vec<&UsageRecord> = unique
+                    .into_iter()
+                    .filter(|r| !stored.contains(&r.request_id))
+                    .collect();
+                for chunk in new.chunks(INSERT_CHUNK) {
+                    insert_rows!(chunk.iter().copied())
+                        .build()
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                new
+            };
             let mut rollups: HashMap<RollupKey, Rollup> = HashMap::new();
-            for id in &inserted {
-                let Some(r) = by_id.get(id) else { continue };
+            for r in &inserted {
                 let t = rollups.entry(rollup_key(r)).or_default();
                 t.requests += 1;
                 t.errors += i64::from(r.is_error());

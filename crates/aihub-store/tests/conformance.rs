@@ -769,6 +769,33 @@ async fn usage_inserts_are_idempotent_and_roll_up(db: &TestDb) {
     let many: Vec<_> = (0..1_200).map(|_| usage(org, None, "bulk", day1)).collect();
     assert_eq!(store.insert_usage(&many).await.unwrap(), 1_200);
     assert_eq!(store.insert_usage(&[]).await.unwrap(), 0);
+
+    // An id twice in one batch counts once; a large batch with an old record in its second
+    // chunk (after a first chunk that went in) adds exactly its new records.
+    let twin = usage(org, None, "twin", day1);
+    assert_eq!(store.insert_usage(&[twin.clone(), twin]).await.unwrap(), 1);
+    let mut mixed: Vec<_> = (0..700).map(|_| usage(org, None, "mixed", day1)).collect();
+    mixed.insert(600, records[2].clone());
+    assert_eq!(store.insert_usage(&mixed).await.unwrap(), 700);
+    assert_eq!(store.usage_count().await.unwrap(), 4 + 1_200 + 1 + 700);
+    let by_model = store
+        .usage_totals(org, d1, d1 + 2, UsageGrouping::Model)
+        .await
+        .unwrap();
+    let requests = |m: &str| {
+        by_model
+            .iter()
+            .find(|t| t.group == UsageGroup::Model(m.into()))
+            .map(|t| t.requests)
+    };
+    assert_eq!(requests("twin"), Some(1));
+    assert_eq!(requests("mixed"), Some(700));
+    assert_eq!(requests("bulk"), Some(1_200));
+    assert_eq!(
+        requests("claude"),
+        Some(1),
+        "the old record is not counted again"
+    );
 }
 
 async fn usage_records_paginate_and_filter(db: &TestDb) {
