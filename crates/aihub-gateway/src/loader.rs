@@ -97,15 +97,23 @@ impl Loader {
     /// Reads what is new and loads it. Returns the number of records committed.
     pub async fn step(&mut self) -> std::io::Result<u64> {
         let batch_size = self.batch_size;
-        self.on_reader(move |r| {
-            // While the database is unreachable the backlog stays on disk, not in memory.
-            if r.batch.len() < batch_size * MAX_BACKLOG_BATCHES {
-                r.read_new()?;
-            }
-            r.bill_orphans();
-            Ok(())
-        })
-        .await?;
+        let waiting = self
+            .on_reader(move |r| {
+                // While the database is unreachable the backlog stays on disk, not in memory.
+                if r.batch.len() < batch_size * MAX_BACKLOG_BATCHES {
+                    r.read_new()?;
+                }
+                r.bill_orphans();
+                // Nothing to insert: the checkpoint moves now, in this one trip to the pool.
+                if r.batch.is_empty() {
+                    r.save_checkpoint()?;
+                }
+                Ok(r.batch.len())
+            })
+            .await?;
+        if waiting == 0 {
+            return Ok(0);
+        }
         let mut committed = 0;
         while let Some(reader) = self.reader.as_mut() {
             let n = reader.batch.len().min(batch_size);
