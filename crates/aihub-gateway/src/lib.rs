@@ -18,4 +18,4 @@ pub mod tokens;
 pub use error::GatewayError;
 pub use keys::{AuthenticatedKey, KeyCache};
 pub use providers::Endpoint;
-pub use proxy::{Gateway, GatewayResponse, ModelInfo, ResponseBody};
+pub use proxy::{Gateway, GatewayResponse, ModelInfo, ResponseBody, request_id_value};

@@ -85,6 +85,14 @@ impl GatewayResponse {
     }
 }
 
+/// A request id as a header value (`x-request-id` to the client, `x-aihub-request-id` to the
+/// upstream), encoded on the stack rather than through a `String`.
+#[must_use]
+pub fn request_id_value(id: Uuid) -> Option<http::HeaderValue> {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    http::HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf)).ok()
+}
+
 /// A model a key may call, for `GET /v1/models`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelInfo {

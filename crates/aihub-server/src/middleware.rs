@@ -47,9 +47,7 @@ pub async fn edge(
         .instrument(span.clone())
         .await;
     let h = resp.headers_mut();
-    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    let text = id.0.hyphenated().encode_lower(&mut buf);
-    if let Ok(v) = HeaderValue::from_str(text) {
+    if let Some(v) = aihub_gateway::request_id_value(id.0) {
         h.insert(X_REQUEST_ID.clone(), v);
     }
     let mut set = |name: HeaderName, value: &'static str| {

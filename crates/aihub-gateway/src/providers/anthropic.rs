@@ -15,10 +15,11 @@ use tokio::time::Instant;
 
 use crate::error::GatewayError;
 use crate::providers::http::Upstream;
-use crate::providers::openai::{MAX_RESPONSE, REQUEST_ID_HEADER, request_id_value};
+use crate::providers::openai::{MAX_RESPONSE, REQUEST_ID_HEADER};
 use crate::providers::{
     Adapter, Call, Endpoint, EventStream, Reply, StreamFault, StreamItem, Usage,
 };
+use crate::proxy::request_id_value;
 use crate::sse::Event;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";

@@ -70,17 +70,10 @@ pub fn base_headers(call: &Call<'_>) -> HeaderMap {
             HeaderValue::from_static("text/event-stream"),
         );
     }
-    if let Some(v) = request_id_value(call.request_id) {
+    if let Some(v) = crate::proxy::request_id_value(call.request_id) {
         h.insert(REQUEST_ID_HEADER, v);
     }
     h
-}
-
-/// The value of [`REQUEST_ID_HEADER`], encoded on the stack rather than through a `String`.
-#[must_use]
-pub fn request_id_value(id: uuid::Uuid) -> Option<HeaderValue> {
-    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf)).ok()
 }
 
 /// Sends an OpenAI-format call to `url` and wraps the reply.
