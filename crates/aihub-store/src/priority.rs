@@ -1,4 +1,4 @@
-//! CPU priority of SQLite's writer thread.
+//! Names and CPU priority of SQLite's connection threads.
 //!
 //! sqlx runs every SQLite connection on a thread of its own. The writer connection's thread
 //! does the usage loader's batched inserts: bursts of CPU work that nothing on the request path
