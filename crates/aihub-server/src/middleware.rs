@@ -22,6 +22,7 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 ///   `x-request-id` and logs one line. Only the method and path are logged: never headers,
 ///   query strings or bodies, which may hold credentials;
 /// - adds the security headers, and `Cache-Control: no-store` on the JSON API;
+/// - closes the connection after a 413 (`Connection: close`): the refused body was not read;
 /// - adds `Strict-Transport-Security` to responses to requests that came over HTTPS (as far as
 ///   the server can tell: `server.public_url`, `server.secure_cookies`, or
 ///   `X-Forwarded-Proto: https` from a trusted proxy). Browsers ignore it over plain HTTP.
@@ -46,6 +47,7 @@ pub async fn edge(
         .run(Request::from_parts(parts, body))
         .instrument(span.clone())
         .await;
+    let status = resp.status();
     let h = resp.headers_mut();
     if let Some(v) = aihub_gateway::request_id_value(id.0) {
         h.insert(X_REQUEST_ID.clone(), v);
@@ -70,13 +72,18 @@ pub async fn edge(
     if is_api {
         set(header::CACHE_CONTROL, "no-store");
     }
+    // A body refused for its size was not read to its end, so the connection cannot carry
+    // another request: say so, or a client reusing it races the close and sees a broken reply.
+    if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     if tls {
         h.insert(
             header::STRICT_TRANSPORT_SECURITY,
             HeaderValue::from_static("max-age=31536000; includeSubDomains"),
         );
     }
-    let status = resp.status().as_u16();
+    let status = status.as_u16();
     let latency_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
     span.in_scope(|| tracing::info!(status, latency_us, "request finished"));
     resp

@@ -119,6 +119,8 @@ async fn bad_routes_and_bodies(kind: BackendKind) {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // The body was not read to its end: the connection is not offered for reuse.
+    assert_eq!(r.headers()[header::CONNECTION], "close");
 
     // Deeply nested JSON (within the size limit) is refused, not a stack overflow.
     let nested = format!("{}{}", "[".repeat(2_000), "]".repeat(2_000));
