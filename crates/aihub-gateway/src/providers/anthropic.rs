@@ -30,7 +30,7 @@ pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 pub struct Anthropic {
     upstream: Upstream,
     /// `{base_url}/v1/messages`, parsed once.
-    messages_url: reqwest::Url,
+    messages_url: http::Uri,
     version: String,
 }
 

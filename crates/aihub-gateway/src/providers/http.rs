@@ -8,7 +8,13 @@ use std::time::Duration;
 use aihub_service::catalog::ProviderSpec;
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, Method, StatusCode, Uri};
+use http_body_util::{BodyDataStream, BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 
 use crate::error::GatewayError;
@@ -20,34 +26,60 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 /// Longest upstream error message passed on.
 const MAX_ERROR_MESSAGE: usize = 512;
 
+/// An upstream's answer: its head, and a body read as it arrives.
+pub type Response = http::Response<Incoming>;
+
+/// One provider's HTTP client: hyper's pooled client over plain TCP or rustls (HTTP/1.1, and
+/// HTTP/2 where the server offers it by ALPN). hyper directly rather than through a wrapper
+/// such as reqwest, which re-parses the URL and runs a redirect layer on every request — about
+/// 7 % of the gateway's CPU time under load (docs/benchmarks.md).
 pub struct Upstream {
-    pub client: reqwest::Client,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     pub spec: Arc<ProviderSpec>,
 }
 
 impl Upstream {
     pub fn new(spec: Arc<ProviderSpec>) -> Result<Self, GatewayError> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(spec.connect_timeout)
+        let mut tcp = HttpConnector::new();
+        tcp.set_connect_timeout(Some(spec.connect_timeout));
+        tcp.set_nodelay(true);
+        // The scheme is checked by the HTTPS layer (`https_or_http`), not here.
+        tcp.enforce_http(false);
+        // ring, named rather than left to rustls's process-wide default: that default panics
+        // when more than one provider is compiled in.
+        let tls = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+            .map_err(|e| {
+                tracing::error!(provider = %spec.name, error = %e, "could not set up TLS");
+                GatewayError::upstream_unavailable("The upstream provider is misconfigured.")
+            })?
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(tcp);
+        // hyper never follows redirects: a redirect could send the credential elsewhere, and
+        // providers do not redirect API calls.
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(1024)
-            .tcp_nodelay(true)
-            // A redirect could send the credential elsewhere; providers do not redirect API calls.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| {
-                tracing::error!(provider = %spec.name, error = %e, "could not build the HTTP client");
-                GatewayError::upstream_unavailable("The upstream provider is misconfigured.")
-            })?;
+            .build(tls);
         Ok(Self { client, spec })
     }
 
-    /// Parses an endpoint URL once, when the provider is built, so that requests do not.
-    pub fn url(&self, url: &str) -> Result<reqwest::Url, GatewayError> {
-        reqwest::Url::parse(url).map_err(|e| {
-            tracing::error!(provider = %self.spec.name, error = %e, "the provider's URL is invalid");
+    /// Parses an endpoint URL once, when the provider is built, so that requests do not. Only
+    /// absolute `http` and `https` URLs are accepted.
+    pub fn url(&self, url: &str) -> Result<Uri, GatewayError> {
+        let invalid = |reason: &dyn std::fmt::Display| {
+            tracing::error!(provider = %self.spec.name, error = %reason, "the provider's URL is invalid");
             GatewayError::upstream_unavailable("The upstream provider is misconfigured.")
-        })
+        };
+        let uri: Uri = url.parse().map_err(|e| invalid(&e))?;
+        let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+        if !scheme_ok || uri.host().is_none_or(str::is_empty) {
+            return Err(invalid(&"not an absolute http or https URL"));
+        }
+        Ok(uri)
     }
 
     /// Sends a POST and waits for the response headers within the first-byte timeout (and
@@ -55,17 +87,16 @@ impl Upstream {
     /// [`GatewayError`].
     pub async fn post(
         &self,
-        url: &reqwest::Url,
+        url: &Uri,
         headers: HeaderMap,
         body: Vec<u8>,
         deadline: Instant,
-    ) -> Result<reqwest::Response, GatewayError> {
-        let send = self
-            .client
-            .post(url.clone())
-            .headers(headers)
-            .body(body)
-            .send();
+    ) -> Result<Response, GatewayError> {
+        let mut req = http::Request::new(Full::new(Bytes::from(body)));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = url.clone();
+        *req.headers_mut() = headers;
+        let send = self.client.request(req);
         let wait = deadline.min(Instant::now() + self.spec.first_byte_timeout);
         let resp = match tokio::time::timeout_at(wait, send).await {
             Err(_) => return Err(GatewayError::upstream_timeout()),
@@ -95,7 +126,7 @@ impl Upstream {
     /// Reads a whole response body, at most `cap` bytes, before `deadline`.
     pub async fn read_body(
         &self,
-        resp: reqwest::Response,
+        resp: Response,
         cap: usize,
         deadline: Instant,
     ) -> Result<Bytes, GatewayError> {
@@ -115,11 +146,15 @@ impl Upstream {
     /// (an upstream stalled that long is dead) and all of them before `deadline`.
     pub fn events(
         &self,
-        resp: reqwest::Response,
+        resp: Response,
         deadline: Instant,
     ) -> impl Stream<Item = Result<Event, StreamFault>> + Send + 'static {
         let idle = self.spec.first_byte_timeout;
-        let state = (resp.bytes_stream().boxed(), SseParser::new(), false);
+        let state = (
+            BodyDataStream::new(resp.into_body()),
+            SseParser::new(),
+            false,
+        );
         futures_util::stream::unfold(state, move |(mut body, mut parser, ended)| async move {
             if ended {
                 return None;
@@ -151,31 +186,72 @@ enum ReadError {
     Transport,
 }
 
-async fn read_capped(resp: reqwest::Response, cap: usize) -> Result<Bytes, ReadError> {
-    if resp.content_length().is_some_and(|l| l > cap as u64) {
+async fn read_capped(resp: Response, cap: usize) -> Result<Bytes, ReadError> {
+    let declared = resp
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|l| l > cap as u64) {
         return Err(ReadError::TooLarge);
     }
-    let mut body = resp.bytes_stream();
+    let mut body = resp.into_body();
     let mut buf = BytesMut::new();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|_| ReadError::Transport)?;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| ReadError::Transport)?;
+        let Ok(chunk) = frame.into_data() else {
+            continue; // trailers
+        };
         if buf.len() + chunk.len() > cap {
             return Err(ReadError::TooLarge);
+        }
+        if buf.is_empty() && declared == Some(chunk.len() as u64) {
+            // The whole body in one frame (the common case): no copy.
+            return Ok(chunk);
         }
         buf.extend_from_slice(&chunk);
     }
     Ok(buf.freeze())
 }
 
-fn transport_error(provider: &str, e: &reqwest::Error) -> GatewayError {
-    // reqwest errors can include the URL; the log line keeps it, the client does not see it.
-    tracing::warn!(provider, error = %e, "upstream request failed");
-    if e.is_timeout() {
+fn transport_error(provider: &str, e: &hyper_util::client::legacy::Error) -> GatewayError {
+    // The log line keeps the cause; the client does not see it.
+    tracing::warn!(provider, error = %ErrorChain(e), "upstream request failed");
+    if caused_by_timeout(e) {
         GatewayError::upstream_timeout()
     } else if e.is_connect() {
         GatewayError::upstream_unavailable("Could not connect to the upstream provider.")
     } else {
         GatewayError::upstream_unavailable("The upstream request failed.")
+    }
+}
+
+/// Whether an I/O timeout (the connect timeout) is somewhere in the error's causes.
+fn caused_by_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
+/// An error and its causes on one line (hyper's own message is only the outermost one).
+struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(c) = cause {
+            write!(f, ": {c}")?;
+            cause = c.source();
+        }
+        Ok(())
     }
 }
 
@@ -307,10 +383,91 @@ mod tests {
             base_url: Some("not a url".into()),
             ..spec()
         });
-        let e = upstream.url("not a url/chat/completions").unwrap_err();
-        assert_eq!(e.code, "upstream_unavailable");
+        for bad_url in [
+            "not a url/chat/completions",
+            "/v1/chat/completions",
+            "ftp://127.0.0.1/v1/chat/completions",
+            "127.0.0.1:9",
+        ] {
+            let e = upstream.url(bad_url).unwrap_err();
+            assert_eq!(e.code, "upstream_unavailable", "{bad_url}");
+        }
+        assert!(upstream.url("https://api.example.com/v1/messages").is_ok());
         assert!(crate::providers::openai::OpenAi::new(bad.clone()).is_err());
         assert!(crate::providers::anthropic::Anthropic::new(bad).is_err());
+    }
+
+    #[test]
+    fn a_timeout_anywhere_in_the_causes_is_a_timeout() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("tcp connect error")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let timed_out = Outer(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "deadline has elapsed",
+        ));
+        assert!(caused_by_timeout(&timed_out));
+        assert_eq!(
+            ErrorChain(&timed_out).to_string(),
+            "tcp connect error: deadline has elapsed"
+        );
+        let refused = Outer(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(!caused_by_timeout(&refused));
+    }
+
+    #[tokio::test]
+    async fn refused_and_failed_tls_connections_are_unavailable() {
+        // A port that was free a moment ago: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let upstream = Upstream::new(Arc::new(spec())).unwrap();
+        let url = upstream
+            .url(&format!("http://127.0.0.1:{port}/v1/chat/completions"))
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let e = upstream
+            .post(&url, HeaderMap::new(), b"{}".to_vec(), deadline)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::BAD_GATEWAY, "upstream_unavailable")
+        );
+        assert_eq!(e.message, "Could not connect to the upstream provider.");
+
+        // https goes through TLS: a server that answers in plain HTTP fails the handshake.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = conn.read(&mut buf).await;
+                let _ = conn
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                    .await;
+            }
+        });
+        let url = upstream
+            .url(&format!("https://127.0.0.1:{port}/v1/chat/completions"))
+            .unwrap();
+        let e = upstream
+            .post(&url, HeaderMap::new(), b"{}".to_vec(), deadline)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, "upstream_unavailable");
     }
 
     #[test]

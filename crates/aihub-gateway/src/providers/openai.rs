@@ -20,7 +20,7 @@ pub const REQUEST_ID_HEADER: &str = "x-aihub-request-id";
 pub struct OpenAi {
     upstream: Upstream,
     /// The URL of each endpoint, parsed once: chat completions, completions, embeddings.
-    urls: [reqwest::Url; 3],
+    urls: [http::Uri; 3],
     /// `Authorization: Bearer …`, built once.
     auth: Option<HeaderValue>,
 }
@@ -47,7 +47,7 @@ impl OpenAi {
         })
     }
 
-    fn url(&self, endpoint: Endpoint) -> &reqwest::Url {
+    fn url(&self, endpoint: Endpoint) -> &http::Uri {
         let [chat, completions, embeddings] = &self.urls;
         match endpoint {
             Endpoint::ChatCompletions => chat,
@@ -79,7 +79,7 @@ pub fn base_headers(call: &Call<'_>) -> HeaderMap {
 /// Sends an OpenAI-format call to `url` and wraps the reply.
 pub async fn exchange(
     upstream: &Upstream,
-    url: &reqwest::Url,
+    url: &http::Uri,
     headers: HeaderMap,
     call: &Call<'_>,
     max_response: usize,
