@@ -121,14 +121,18 @@ def saturated(run, queue_check=True):
     return " (queueing)" if queue_check and (run.pct("p50") or 0) > 10 else ""
 
 
+def run_row(out, first_col, r, key="latencyPercentiles", with_rate=True):
+    cells = [first_col, r.label]
+    if with_rate:
+        cells.append(fmt(r.rps, 0) + saturated(r, key == "latencyPercentiles"))
+    cells += [fmt(r.pct(p, key)) for p in PCTS]
+    cells += [str(r.errors), cpu_cell(r), rss_cell(r)]
+    out.append("| " + " | ".join(cells) + " |")
+
+
 def latency_rows(out, first_col, base, hub, key="latencyPercentiles", with_rate=True):
     for r in (base, hub):
-        cells = [first_col, r.label]
-        if with_rate:
-            cells.append(fmt(r.rps, 0) + saturated(r, key == "latencyPercentiles"))
-        cells += [fmt(r.pct(p, key)) for p in PCTS]
-        cells += [str(r.errors), cpu_cell(r), rss_cell(r)]
-        out.append("| " + " | ".join(cells) + " |")
+        run_row(out, first_col, r, key, with_rate)
     cells = [first_col, "**overhead**"]
     if with_rate:
         cells.append("")
@@ -202,9 +206,19 @@ def main():
         w("| Load | Target | Throughput req/s | p50 | p99 | p99.9 | Errors | CPU µs/req | Peak RSS MiB |")
         w("|---|---|---:|---:|---:|---:|---:|---:|---:|")
         latency_rows(out, "max", base, hub)
+        floor = runs.get("b-forwarder")
+        if floor:
+            run_row(out, "max", floor)
         ratio = hub.rps / base.rps if base.rps else None
         w("")
-        w(f"AI Hub's throughput is {fmt(ratio * 100 if ratio else None, 0)} % of the mock's alone.")
+        line = f"AI Hub's throughput is {fmt(ratio * 100 if ratio else None, 0)} % of the mock's alone"
+        if floor and floor.rps and base.rps:
+            line += (
+                f"; the bare forwarder's (the floor of any proxy here) is "
+                f"{fmt(floor.rps / base.rps * 100, 0)} %, and AI Hub reaches "
+                f"{fmt(hub.rps / floor.rps * 100, 0)} % of the floor"
+            )
+        w(line + ".")
         w("")
 
     base, hub = runs.get("c-direct"), runs.get("c-hub")
@@ -238,7 +252,7 @@ def main():
     w("")
     w("| Configuration | p50 | p99 | p99.9 | Errors | CPU µs/req | Peak RSS MiB |")
     w("|---|---:|---:|---:|---:|---:|---:|")
-    order = ["d-healthz", "d-models", "d-builtin", "d-none", "d-limits"]
+    order = ["d-forwarder", "d-healthz", "d-models", "d-builtin", "d-none", "d-limits"]
     rows = []
     if runs.get(f"a-{rate}-direct"):
         rows.append(("mock direct, no gateway (baseline)", runs[f"a-{rate}-direct"]))

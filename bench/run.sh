@@ -22,7 +22,8 @@
 #        A  open loop at fixed rates (500, 2000, 5000 req/s), non-streaming chat
 #        B  closed loop, 64 connections, as fast as it goes
 #        C  streaming: time to first byte at 500 streams/s
-#        D  the checks ladder: no checks (/healthz) → key auth (/v1/models) → auth + metering
+#        D  the checks ladder: a bare forwarder (the floor: hyper server + client, nothing else;
+#           also in the closed loop) → no checks (/healthz) → key auth (/v1/models) → auth + metering
 #           with the built-in mock provider (no upstream hop) → auth + metering through the
 #           upstream → + limits → every check on (limits and budgets; scenario A's row)
 #        E  cluster: two AI Hub processes on one fresh PostgreSQL database and a shared Redis,
@@ -121,8 +122,8 @@ if [ "$CLUSTER" = 1 ]; then
 fi
 
 if [ "$BUILD" = 1 ]; then
-  log "building aihub and aihub-mock-upstream (release)"
-  (cd "$ROOT" && cargo build --release -q -p aihub -p aihub-mock-upstream)
+  log "building aihub, aihub-mock-upstream and aihub-bench-forwarder (release)"
+  (cd "$ROOT" && cargo build --release -q -p aihub -p aihub-mock-upstream -p aihub-bench-forwarder)
 fi
 # The commit the binaries were built from ("+dirty": uncommitted changes under crates/).
 COMMIT="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -131,7 +132,10 @@ TARGET_DIR="$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 AIHUB="$TARGET_DIR/release/aihub"
 MOCK="$TARGET_DIR/release/aihub-mock-upstream"
-if [ ! -x "$AIHUB" ] || [ ! -x "$MOCK" ]; then die "release binaries not found in $TARGET_DIR/release"; fi
+FORWARDER="$TARGET_DIR/release/aihub-bench-forwarder"
+if [ ! -x "$AIHUB" ] || [ ! -x "$MOCK" ] || [ ! -x "$FORWARDER" ]; then
+  die "release binaries not found in $TARGET_DIR/release"
+fi
 
 # ---------------------------------------------------------------------------------------------
 # Work directory, results, cleanup.
@@ -239,14 +243,14 @@ hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 reset_hwm() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null || true; }
 
 # measure ID SECTION LABEL TARGET PIDS RATE DURATION -- OHA_ARGS...
-#   TARGET: baseline | aihub | cluster — whose CPU and memory PIDS are.
+#   TARGET: baseline | forwarder | aihub | cluster — whose CPU and memory PIDS are.
 #   RATE: the fixed rate in req/s, or "max" for a closed loop.
 measure() {
   local id="$1" section="$2" label="$3" target="$4" pids="$5" rate="$6" duration="$7"
   shift 8
   local url="${!#}" metered=False
   # Chat requests through AI Hub each leave one usage record (checked by check_metering).
-  [ "$target" != baseline ] && [[ "$url" == */v1/chat/completions ]] && metered=True
+  case "$target" in aihub | cluster) [[ "$url" == */v1/chat/completions ]] && metered=True ;; esac
   local pid pg_pids="" t0 t1 pg0=0 pg1=0 w0 w1 hwm=()
   [ "$target" = cluster ] && pg_pids="$(postgres_pids | tr '\n' ' ')"
   for pid in $pids; do reset_hwm "$pid"; done
@@ -473,7 +477,22 @@ measure c-hub C "AI Hub (SQLite)" aihub "$HUB_PID" "$STREAM_RATE" "$D_STREAM" --
   -c "$STREAM_CONNS" "${POST[@]}" "${HUB_AUTH[@]}" -D "$WORK/stream.json" "$HUB"
 
 # D: the checks ladder, at CHECK_RATE, on the same instance with keys that have fewer checks.
-# The full path (every check on) is scenario A's row at the same rate.
+# The full path (every check on) is scenario A's row at the same rate. Its first rung is not
+# AI Hub: a bare forwarder to the mock on AI Hub's CPU, the floor of any proxy here (also run
+# closed-loop, as B's floor).
+FWD_PORT=$(free_port)
+log "starting the bare forwarder on 127.0.0.1:$FWD_PORT"
+"${PIN_HUB[@]}" "$FORWARDER" "127.0.0.1:$FWD_PORT" "127.0.0.1:$MOCK_PORT" >"$WORK/forwarder.log" 2>&1 &
+FWD_PID=$!
+PIDS+=("$FWD_PID")
+wait_http "http://127.0.0.1:$FWD_PORT/v1/models" "the bare forwarder"
+FWD="http://127.0.0.1:$FWD_PORT/v1/chat/completions"
+measure d-forwarder D "bare forwarder to the mock (hyper server + client, no checks): the floor" \
+  forwarder "$FWD_PID" "$CHECK_RATE" "$D_CHECK" -- -c "$OPEN_CONNS" "${POST[@]}" \
+  "${DIRECT_AUTH[@]}" -D "$WORK/chat-direct.json" "$FWD"
+measure b-forwarder B "bare forwarder (the floor)" forwarder "$FWD_PID" max "$D_MAX" -- \
+  -c "$MAX_CONNS" "${POST[@]}" "${DIRECT_AUTH[@]}" -D "$WORK/chat-direct.json" "$FWD"
+stop "$FWD_PID"
 measure d-healthz D "AI Hub GET /healthz — no checks: HTTP server and middleware only" aihub \
   "$HUB_PID" "$CHECK_RATE" "$D_CHECK" -- -c "$OPEN_CONNS" "http://127.0.0.1:$HUB_PORT/healthz"
 measure d-models D "AI Hub GET /v1/models — key auth only (no upstream, no metering)" aihub \
