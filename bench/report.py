@@ -244,10 +244,12 @@ def main():
     w(f"### D. Checks ladder at {rate} req/s ({d['check']} per rung)")
     w("")
     w(
-        "The ladder climbs through endpoints and keys that run more and more checks, on the same "
-        "instance: no checks (/healthz), key auth (/v1/models), the built-in provider (no "
-        "upstream hop), then chat through the HTTP upstream with auth + metering, with limits "
-        "added, and (row A) with limits and budgets: every check on."
+        "The ladder starts from the floor, a bare forwarder to the mock on AI Hub's CPU (not "
+        "AI Hub: what any proxy costs here), then climbs through endpoints and keys that run "
+        "more and more checks, on the same AI Hub instance: no checks (/healthz), key auth "
+        "(/v1/models), the built-in provider (no upstream hop), then chat through the HTTP "
+        "upstream with auth + metering, with limits added, and (row A) with limits and "
+        "budgets: every check on."
     )
     w("")
     w("| Configuration | p50 | p99 | p99.9 | Errors | CPU µs/req | Peak RSS MiB |")
