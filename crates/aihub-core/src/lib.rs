@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod email;
+pub mod errors;
 pub mod governance;
 pub mod ids;
 pub mod money;

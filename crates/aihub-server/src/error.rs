@@ -112,19 +112,7 @@ impl IntoResponse for ApiError {
 }
 
 /// Displays an error with its causes, `outer: inner: …`.
-pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut next = self.0.source();
-        while let Some(e) = next {
-            write!(f, ": {e}")?;
-            next = e.source();
-        }
-        Ok(())
-    }
-}
+pub use aihub_core::errors::ErrorChain;
 
 /// An error of the OpenAI-compatible surface.
 #[derive(Debug)]

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use aihub_core::errors::ErrorChain;
 use aihub_service::catalog::ProviderSpec;
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
@@ -238,21 +239,6 @@ fn caused_by_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
         cause = c.source();
     }
     false
-}
-
-/// An error and its causes on one line (hyper's own message is only the outermost one).
-struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut cause = self.0.source();
-        while let Some(c) = cause {
-            write!(f, ": {c}")?;
-            cause = c.source();
-        }
-        Ok(())
-    }
 }
 
 /// Maps an upstream error. Client errors keep their status and a cleaned message (the caller
