@@ -263,15 +263,16 @@ impl Store {
     /// Usually every record is new, and the inserts' row counts say so: no row comes back per
     /// record (with SQLite each returned row is a message between threads, which cost more than
     /// the insert). When a count falls short — a journal replayed after a crash between commit
-    /// and checkpoint, or an id twice in one batch — the transaction starts over: the ids
-    /// already stored are looked up, and only the others are inserted and rolled up.
+    /// and checkpoint, or an id twice in one batch — the transaction starts over with inserts
+    /// that return the ids they stored, and only those records are rolled up.
     pub async fn insert_usage(&self, records: &[UsageRecord]) -> Result<u64> {
         if records.is_empty() {
             return Ok(0);
         }
-        // One multi-row `INSERT … ON CONFLICT DO NOTHING` of `$rows` (`&UsageRecord`s).
+        // One multi-row `INSERT … ON CONFLICT DO NOTHING` of `$rows` (`&UsageRecord`s), then
+        // `$tail`.
         macro_rules! insert_rows {
-            ($rows:expr) => {{
+            ($rows:expr, $tail:expr) => {{
                 let mut qb = sqlx::QueryBuilder::new(concat!(
                     "INSERT INTO usage_records (",
                     usage_columns!(),
@@ -301,6 +302,7 @@ impl Store {
                         .push_bind(to_millis(r.created_at));
                 });
                 qb.push(" ON CONFLICT (request_id) DO NOTHING");
+                qb.push($tail);
                 qb
             }};
         }
@@ -308,7 +310,7 @@ impl Store {
             let mut tx = p.begin().await?;
             let mut all_new = true;
             for chunk in records.chunks(INSERT_CHUNK) {
-                let added = insert_rows!(chunk.iter())
+                let added = insert_rows!(chunk, "")
                     .build()
                     .execute(&mut *tx)
                     .await?
@@ -323,35 +325,19 @@ impl Store {
             } else {
                 tx.rollback().await?;
                 tx = p.begin().await?;
-                let mut seen = HashSet::with_capacity(records.len());
-                let unique: Vec<&UsageRecord> = records
-                    .iter()
-                    .filter(|r| seen.insert(r.request_id))
-                    .collect();
-                let mut stored: HashSet<Uuid> = HashSet::new();
-                for chunk in unique.chunks(INSERT_CHUNK) {
-                    let mut qb = sqlx::QueryBuilder::new(
-                        "SELECT request_id FROM usage_records WHERE request_id IN (",
-                    );
-                    let mut ids = qb.separated(", ");
-                    for r in chunk {
-                        ids.push_bind(r.request_id);
-                    }
-                    ids.push_unseparated(")");
-                    let found: Vec<Uuid> = qb.build_query_scalar().fetch_all(&mut *tx).await?;
-                    stored.extend(found);
-                }
-                let new: Vec<&UsageRecord> = unique
-                    .into_iter()
-                    .filter(|r| !stored.contains(&r.request_id))
-                    .collect();
-                for chunk in new.chunks(INSERT_CHUNK) {
-                    insert_rows!(chunk.iter().copied())
-                        .build()
-                        .execute(&mut *tx)
+                let mut new_ids: HashSet<Uuid> = HashSet::with_capacity(records.len());
+                for chunk in records.chunks(INSERT_CHUNK) {
+                    let ids: Vec<Uuid> = insert_rows!(chunk, " RETURNING request_id")
+                        .build_query_scalar()
+                        .fetch_all(&mut *tx)
                         .await?;
+                    new_ids.extend(ids);
                 }
-                new
+                // Each stored id once, even when the batch holds it twice.
+                records
+                    .iter()
+                    .filter(|r| new_ids.remove(&r.request_id))
+                    .collect()
             };
             let mut rollups: HashMap<RollupKey, Rollup> = HashMap::new();
             for r in &inserted {
