@@ -124,8 +124,24 @@ macro_rules! usage_columns {
     };
 }
 
-/// Rows per multi-row INSERT (21 parameters each; well under both backends' limits).
-const INSERT_CHUNK: usize = 500;
+/// Rows per multi-row INSERT, largest first (21 parameters each; well under both backends'
+/// limits). A batch is cut greedily into these sizes, so only four statements are ever
+/// prepared and each is reused from the connection's statement cache; one statement per batch
+/// size would be parsed and planned anew for nearly every batch.
+const INSERT_CHUNKS: [usize; 4] = [256, 32, 8, 1];
+
+/// Ids per name lookup (`… IN (…)`); these run for reports, not on the metering path.
+const NAME_LOOKUP_CHUNK: usize = 500;
+
+/// `records` cut into slices of the [`INSERT_CHUNKS`] sizes, in order.
+fn insert_chunks<T>(mut records: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        let size = INSERT_CHUNKS.into_iter().find(|&n| n <= records.len())?;
+        let (chunk, rest) = records.split_at(size);
+        records = rest;
+        Some(chunk)
+    })
+}
 
 /// How a usage summary is split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -309,7 +325,7 @@ impl Store {
         let inserted = on_backend!(self.writer(), |p| {
             let mut tx = p.begin().await?;
             let mut all_new = true;
-            for chunk in records.chunks(INSERT_CHUNK) {
+            for chunk in insert_chunks(records) {
                 let added = insert_rows!(chunk, "")
                     .build()
                     .execute(&mut *tx)
@@ -326,7 +342,7 @@ impl Store {
                 tx.rollback().await?;
                 tx = p.begin().await?;
                 let mut new_ids: HashSet<Uuid> = HashSet::with_capacity(records.len());
-                for chunk in records.chunks(INSERT_CHUNK) {
+                for chunk in insert_chunks(records) {
                     let ids: Vec<Uuid> = insert_rows!(chunk, " RETURNING request_id")
                         .build_query_scalar()
                         .fetch_all(&mut *tx)
@@ -601,7 +617,7 @@ impl Store {
             ],
         };
         let mut names = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(INSERT_CHUNK) {
+        for chunk in ids.chunks(NAME_LOOKUP_CHUNK) {
             let rows: Vec<(Uuid, String)> = on_backend!(self.reader(), |p| {
                 let mut qb = sqlx::QueryBuilder::new("");
                 for (i, part) in parts.iter().enumerate() {
@@ -620,5 +636,31 @@ impl Store {
             names.extend(rows);
         }
         Ok(names)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_are_cut_into_the_cached_statement_sizes_in_order() {
+        for len in [0usize, 1, 7, 8, 9, 31, 32, 33, 255, 256, 257, 701, 1000] {
+            let rows: Vec<usize> = (0..len).collect();
+            let chunks: Vec<&[usize]> = insert_chunks(&rows).collect();
+            assert!(chunks.iter().all(|c| INSERT_CHUNKS.contains(&c.len())));
+            // Greedy: never a smaller chunk where a larger one fits.
+            assert!(chunks.windows(2).all(|w| w[0].len() >= w[1].len()));
+            let joined: Vec<usize> = chunks.concat();
+            assert_eq!(joined, rows, "{len} rows");
+        }
+        let sizes = |n: usize| {
+            let rows = vec![0u8; n];
+            insert_chunks(&rows).map(<[u8]>::len).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            sizes(701),
+            [256, 256, 32, 32, 32, 32, 32, 8, 8, 8, 1, 1, 1, 1, 1]
+        );
     }
 }
