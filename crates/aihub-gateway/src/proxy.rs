@@ -262,8 +262,11 @@ impl Gateway {
     ) -> GatewayResponse {
         let (tx, rx) = oneshot::channel();
         let this = self.clone();
-        self.tasks
-            .spawn(async move { this.run(endpoint, key, request_id, body, tx).await });
+        // Boxed: the request's state machine is several kilobytes, and a task moves its future
+        // by value (into the task cell, and again when it completes); a box moves a pointer.
+        self.tasks.spawn(Box::pin(async move {
+            this.run(endpoint, key, request_id, body, tx).await;
+        }));
         rx.await
             .unwrap_or_else(|_| GatewayResponse::error(&GatewayError::internal()))
     }
