@@ -52,25 +52,13 @@ pub async fn edge(
     if let Some(v) = aihub_gateway::request_id_value(id.0) {
         h.insert(X_REQUEST_ID.clone(), v);
     }
-    let mut set = |name: HeaderName, value: &'static str| {
-        if !h.contains_key(&name) {
-            h.insert(name, HeaderValue::from_static(value));
-        }
-    };
-    set(header::CONTENT_SECURITY_POLICY, CSP);
-    set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-    set(header::X_FRAME_OPTIONS, "DENY");
-    set(header::REFERRER_POLICY, "no-referrer");
-    set(
-        HeaderName::from_static("cross-origin-opener-policy"),
-        "same-origin",
-    );
-    set(
-        HeaderName::from_static("cross-origin-resource-policy"),
-        "same-origin",
-    );
+    for (name, value) in &SECURITY_HEADERS {
+        h.entry(name)
+            .or_insert_with(|| HeaderValue::from_static(value));
+    }
     if is_api {
-        set(header::CACHE_CONTROL, "no-store");
+        h.entry(header::CACHE_CONTROL)
+            .or_insert_with(|| HeaderValue::from_static("no-store"));
     }
     // A body refused for its size was not read to its end, so the connection cannot carry
     // another request: say so, or a client reusing it races the close and sees a broken reply.
@@ -88,6 +76,22 @@ pub async fn edge(
     span.in_scope(|| tracing::info!(status, latency_us, "request finished"));
     resp
 }
+
+/// Set on every response that does not carry its own.
+static SECURITY_HEADERS: [(HeaderName, &str); 6] = [
+    (header::CONTENT_SECURITY_POLICY, CSP),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (
+        HeaderName::from_static("cross-origin-opener-policy"),
+        "same-origin",
+    ),
+    (
+        HeaderName::from_static("cross-origin-resource-policy"),
+        "same-origin",
+    ),
+];
 
 /// Content-Security-Policy for everything we serve: our own assets only, no framing.
 pub const CSP: &str = "default-src 'self'; object-src 'none'; base-uri 'none'; \

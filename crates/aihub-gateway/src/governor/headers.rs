@@ -4,6 +4,8 @@
 
 use std::fmt::Write;
 
+use http::{HeaderMap, HeaderName, HeaderValue};
+
 /// One limit's state after a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
@@ -42,23 +44,35 @@ impl RateHeaders {
         self.tokens = Some(self.tokens.map_or(w, |cur| cur.tighter(w)));
     }
 
-    /// Header names and values, in a fixed order.
-    #[must_use]
-    pub fn pairs(&self) -> Vec<(&'static str, String)> {
-        let mut out = Vec::with_capacity(6);
-        if let Some(w) = self.requests {
-            out.push(("x-ratelimit-limit-requests", w.limit.to_string()));
-            out.push(("x-ratelimit-remaining-requests", w.remaining.to_string()));
-            out.push(("x-ratelimit-reset-requests", format_reset(w.reset_us)));
+    /// Sets the headers on a response: the request limit's three, then the token limit's.
+    /// Names are static and numbers go straight into header values, with no string in
+    /// between.
+    pub fn write_to(&self, h: &mut HeaderMap) {
+        let windows = [
+            (self.requests, &REQUEST_HEADERS),
+            (self.tokens, &TOKEN_HEADERS),
+        ];
+        for (window, [limit, remaining, reset]) in windows {
+            let Some(w) = window else { continue };
+            h.insert(limit.clone(), HeaderValue::from(w.limit));
+            h.insert(remaining.clone(), HeaderValue::from(w.remaining));
+            if let Ok(v) = HeaderValue::try_from(format_reset(w.reset_us)) {
+                h.insert(reset.clone(), v);
+            }
         }
-        if let Some(w) = self.tokens {
-            out.push(("x-ratelimit-limit-tokens", w.limit.to_string()));
-            out.push(("x-ratelimit-remaining-tokens", w.remaining.to_string()));
-            out.push(("x-ratelimit-reset-tokens", format_reset(w.reset_us)));
-        }
-        out
     }
 }
+
+static REQUEST_HEADERS: [HeaderName; 3] = [
+    HeaderName::from_static("x-ratelimit-limit-requests"),
+    HeaderName::from_static("x-ratelimit-remaining-requests"),
+    HeaderName::from_static("x-ratelimit-reset-requests"),
+];
+static TOKEN_HEADERS: [HeaderName; 3] = [
+    HeaderName::from_static("x-ratelimit-limit-tokens"),
+    HeaderName::from_static("x-ratelimit-remaining-tokens"),
+    HeaderName::from_static("x-ratelimit-reset-tokens"),
+];
 
 /// `20ms`, `1.5s`, `6m0s`, `1h2m3s` (a duration as OpenAI's headers write it).
 #[must_use]
@@ -106,7 +120,9 @@ mod tests {
     #[test]
     fn the_binding_window_is_the_one_with_least_left() {
         let mut h = RateHeaders::default();
-        assert!(h.pairs().is_empty());
+        let mut map = HeaderMap::new();
+        h.write_to(&mut map);
+        assert!(map.is_empty());
         h.merge_requests(Window {
             limit: 100,
             remaining: 50,
@@ -123,14 +139,29 @@ mod tests {
             reset_us: 3,
         });
         assert_eq!(h.requests.unwrap().limit, 10);
-        let names: Vec<_> = h.pairs().into_iter().map(|(n, _)| n).collect();
+        h.write_to(&mut map);
+        let written: Vec<(&str, &str)> = map
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+            .collect();
         assert_eq!(
-            names,
+            written,
             [
-                "x-ratelimit-limit-requests",
-                "x-ratelimit-remaining-requests",
-                "x-ratelimit-reset-requests"
+                ("x-ratelimit-limit-requests", "10"),
+                ("x-ratelimit-remaining-requests", "9"),
+                ("x-ratelimit-reset-requests", "1ms"),
             ]
         );
+        h.merge_tokens(Window {
+            limit: 40_000,
+            remaining: 39_000,
+            reset_us: 1_500_000,
+        });
+        let mut map = HeaderMap::new();
+        h.write_to(&mut map);
+        assert_eq!(map.len(), 6);
+        assert_eq!(map["x-ratelimit-limit-tokens"], "40000");
+        assert_eq!(map["x-ratelimit-remaining-tokens"], "39000");
+        assert_eq!(map["x-ratelimit-reset-tokens"], "1.5s");
     }
 }
