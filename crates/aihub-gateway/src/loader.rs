@@ -1,5 +1,6 @@
-//! Moves usage from the journal into the database: reads new lines from the segments, pairs
-//! `Start` with `Finish` entries, inserts finished records in batches (idempotent on the request
+//! Moves usage from the journal into the database: takes new entries from the journal's
+//! in-memory tail (or, on start and whenever the tail is incomplete, reads new lines from the
+//! segments), pairs `Start` with `Finish` entries, inserts finished records in batches (idempotent on the request
 //! id), and advances a checkpoint. The checkpoint never passes a `Start` whose `Finish` has not
 //! been loaded, so a crash at any point loses nothing; replaying lines already loaded inserts
 //! nothing twice. `Start`s left without a `Finish` by an earlier run (it crashed mid-request)
@@ -20,14 +21,8 @@ use aihub_store::{Store, UsageRecord};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+pub use crate::journal::Position;
 use crate::journal::{Entry, Journal, StartEntry, segment_path, segments};
-
-/// A position in the journal: segment and byte offset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Position {
-    pub seq: u64,
-    pub offset: u64,
-}
 
 const CHECKPOINT: &str = "checkpoint";
 /// Most bytes read from a segment per step.
@@ -56,10 +51,14 @@ struct Reader {
     saved: Position,
     /// Reused for parsing lines.
     scratch: Vec<u8>,
+    /// `pos` is the end of everything appended before the entries now in the journal's tail,
+    /// so the tail continues from it. False until the file has been read to its end once.
+    synced: bool,
 }
 
 impl Loader {
     pub fn new(journal: Arc<Journal>, store: Store, batch_size: usize) -> std::io::Result<Self> {
+        journal.attach_tail();
         let reader = Reader::open(journal.clone())?;
         Ok(Self {
             journal,
@@ -181,11 +180,52 @@ impl Reader {
             batch: Vec::new(),
             saved,
             scratch: Vec::new(),
+            synced: false,
         })
     }
 
-    /// Reads complete lines from the read position to the end of the journal.
+    /// Takes what was appended since the last call: from the journal's tail while it continues
+    /// exactly where reading stands, else from the files.
     fn read_new(&mut self) -> std::io::Result<()> {
+        let tail = self.journal.take_tail();
+        let mut complete = self.synced && !tail.incomplete;
+        for t in tail.entries {
+            if !complete {
+                break;
+            }
+            if t.at < self.pos {
+                continue; // already read from the file
+            }
+            if t.at != self.pos && !self.follows_sealed(t.at) {
+                complete = false;
+                break;
+            }
+            self.pos = Position {
+                seq: t.at.seq,
+                offset: t.end,
+            };
+            self.take(t.entry, t.at);
+        }
+        if complete {
+            return Ok(());
+        }
+        // Everything not taken above is in the files, from `pos` on.
+        self.read_files()?;
+        self.synced = true;
+        Ok(())
+    }
+
+    /// Whether `at` starts the segment after the one reading stands in, and reading stands at
+    /// that (sealed) segment's end.
+    fn follows_sealed(&self, at: Position) -> bool {
+        at.offset == 0
+            && at.seq == self.pos.seq + 1
+            && std::fs::metadata(segment_path(self.journal.dir(), self.pos.seq))
+                .is_ok_and(|m| m.len() == self.pos.offset)
+    }
+
+    /// Reads complete lines from the read position to the end of the journal.
+    fn read_files(&mut self) -> std::io::Result<()> {
         let dir = self.journal.dir().to_path_buf();
         let segs = segments(&dir)?;
         let Some(&last) = segs.last() else {
@@ -239,15 +279,21 @@ impl Reader {
 
     fn apply(&mut self, line: &[u8], at: Position) {
         match parse_entry(line, &mut self.scratch) {
-            Ok(Entry::Start(s)) => {
-                self.pending.insert(s.request_id, (s, at));
-            }
-            Ok(Entry::Finish(record)) => {
-                self.pending.remove(&record.request_id);
-                self.batch.push(record);
-            }
+            Ok(entry) => self.take(entry, at),
             Err(e) => {
                 tracing::warn!(error = %e, segment = at.seq, offset = at.offset, "unreadable journal line skipped")
+            }
+        }
+    }
+
+    fn take(&mut self, entry: Entry, at: Position) {
+        match entry {
+            Entry::Start(s) => {
+                self.pending.insert(s.request_id, (s, at));
+            }
+            Entry::Finish(record) => {
+                self.pending.remove(&record.request_id);
+                self.batch.push(record);
             }
         }
     }
@@ -468,13 +514,13 @@ mod tests {
         let done: Vec<UsageRecord> = (0..30).map(|_| record(org)).collect();
         for r in &done {
             first
-                .append(&Entry::Start(start_of(r, first.boot())))
+                .append(Entry::Start(start_of(r, first.boot())))
                 .unwrap();
-            first.append(&Entry::Finish(r.clone())).unwrap();
+            first.append(Entry::Finish(r.clone())).unwrap();
         }
         let cut = record(org);
         first
-            .append(&Entry::Start(start_of(&cut, first.boot())))
+            .append(Entry::Start(start_of(&cut, first.boot())))
             .unwrap();
         // A torn last line, as a crash in the middle of a write leaves it.
         let last = *segments(first.dir()).unwrap().last().unwrap();
@@ -532,9 +578,9 @@ mod tests {
         let journal = Arc::new(Journal::open(&config(dir.path())).unwrap());
         let r = record(OrgId::new());
         journal
-            .append(&Entry::Start(start_of(&r, journal.boot())))
+            .append(Entry::Start(start_of(&r, journal.boot())))
             .unwrap();
-        journal.append(&Entry::Finish(r.clone())).unwrap();
+        journal.append(Entry::Finish(r.clone())).unwrap();
 
         let down = Store::connect(&db.config).await.unwrap();
         down.close().await;
@@ -551,6 +597,124 @@ mod tests {
         let mut loader = Loader::new(journal, store.clone(), 100).unwrap();
         assert_eq!(loader.step().await.unwrap(), 1);
         assert_eq!(store.usage_record(r.request_id).await.unwrap().unwrap(), r);
+    }
+
+    /// Overwrites every line of the journal's segments with spaces, keeping lengths and line
+    /// breaks: whatever is loaded afterwards cannot have come from the files.
+    fn blank_segments(journal: &Journal) {
+        for seq in segments(journal.dir()).unwrap() {
+            let path = segment_path(journal.dir(), seq);
+            let blank: Vec<u8> = std::fs::read(&path)
+                .unwrap()
+                .into_iter()
+                .map(|b| if b == b'\n' { b } else { b' ' })
+                .collect();
+            std::fs::write(&path, blank).unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn this_runs_entries_come_from_the_tail_across_segments() {
+        let db = TestDb::new(BackendKind::Sqlite).await;
+        let store = db.store().await;
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Arc::new(Journal::open(&config(dir.path())).unwrap());
+        let org = OrgId::new();
+        let early = record(org);
+        journal.append(Entry::Finish(early.clone())).unwrap();
+        let mut loader = Loader::new(journal.clone(), store.clone(), 7).unwrap();
+        assert_eq!(
+            loader.step().await.unwrap(),
+            1,
+            "the first step reads the file"
+        );
+
+        let done: Vec<UsageRecord> = (0..40).map(|_| record(org)).collect();
+        let open = record(org);
+        for r in &done {
+            journal
+                .append(Entry::Start(start_of(r, journal.boot())))
+                .unwrap();
+            journal.append(Entry::Finish(r.clone())).unwrap();
+        }
+        journal
+            .append(Entry::Start(start_of(&open, journal.boot())))
+            .unwrap();
+        assert!(segments(journal.dir()).unwrap().len() > 2, "rotated");
+        blank_segments(&journal);
+        assert_eq!(loader.step().await.unwrap(), 40);
+        for r in &done {
+            assert_eq!(
+                store.usage_record(r.request_id).await.unwrap().as_ref(),
+                Some(r)
+            );
+        }
+        // The checkpoint stays at the start still waiting for its finish.
+        let cp = read_checkpoint(journal.dir()).unwrap().unwrap();
+        let (_, at) = loader.reader.as_ref().unwrap().pending[&open.request_id];
+        assert_eq!(cp, at);
+        journal.append(Entry::Finish(open.clone())).unwrap();
+        assert_eq!(loader.step().await.unwrap(), 1);
+        assert_eq!(store.usage_count().await.unwrap(), 42);
+        let end = loader.reader.as_ref().unwrap().pos;
+        assert_eq!(read_checkpoint(journal.dir()).unwrap(), Some(end));
+        let last = *segments(journal.dir()).unwrap().last().unwrap();
+        let len = std::fs::metadata(segment_path(journal.dir(), last))
+            .unwrap()
+            .len();
+        assert_eq!(
+            end,
+            Position {
+                seq: last,
+                offset: len
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn what_the_tail_missed_is_read_from_the_file_once() {
+        let db = TestDb::new(BackendKind::Sqlite).await;
+        let store = db.store().await;
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Arc::new(
+            Journal::open(&UsageConfig {
+                journal_dir: dir.path().join("journal"),
+                ..UsageConfig::default()
+            })
+            .unwrap(),
+        );
+        let mut loader = Loader::new(journal.clone(), store.clone(), 4096).unwrap();
+        assert_eq!(loader.step().await.unwrap(), 0);
+        let org = OrgId::new();
+        // More than the tail holds between two steps.
+        let n = crate::journal::TAIL_MAX + 25;
+        let records: Vec<UsageRecord> = (0..n).map(|_| record(org)).collect();
+        for r in &records {
+            journal.append(Entry::Finish(r.clone())).unwrap();
+        }
+        assert_eq!(loader.step().await.unwrap(), u64::try_from(n).unwrap());
+        // A second reader of the same journal took entries this one never saw: the next one
+        // after them does not continue where this reader stands, so it goes to the file.
+        let gap = record(org);
+        journal.append(Entry::Finish(gap.clone())).unwrap();
+        let taken = journal.take_tail();
+        assert_eq!(taken.entries.len(), 1);
+        let after = record(org);
+        journal.append(Entry::Finish(after.clone())).unwrap();
+        assert_eq!(loader.step().await.unwrap(), 2);
+        assert!(store.usage_record(gap.request_id).await.unwrap().is_some());
+        assert!(
+            store
+                .usage_record(after.request_id)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(
+            store.usage_count().await.unwrap(),
+            i64::try_from(n + 2).unwrap()
+        );
+        assert_eq!(loader.step().await.unwrap(), 0);
     }
 
     #[test]

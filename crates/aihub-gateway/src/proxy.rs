@@ -387,7 +387,7 @@ impl Gateway {
 
     fn record(&self, entry: UsageRecord) {
         let request_id = entry.request_id;
-        if let Err(e) = self.journal.append(&Entry::Finish(entry)) {
+        if let Err(e) = self.journal.append(Entry::Finish(entry)) {
             tracing::error!(error = %e, %request_id, "could not write usage to the journal");
         }
     }
@@ -502,7 +502,7 @@ impl Gateway {
         }
 
         // Billing must be able to survive a crash from here on: no journal, no upstream call.
-        if let Err(e) = self.journal.append(&Entry::Start(
+        if let Err(e) = self.journal.append(Entry::Start(
             meter.start(self.journal.boot(), prompt_estimate),
         )) {
             tracing::error!(error = %e, "usage journal unavailable; refusing the request");
