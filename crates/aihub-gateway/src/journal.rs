@@ -27,6 +27,8 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+mod encode;
+
 /// One line of the journal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "t")]
@@ -213,7 +215,7 @@ impl Journal {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let w = &mut *w;
         w.buf.clear();
-        serde_json::to_writer(&mut w.buf, &entry)?;
+        encode::entry(&mut w.buf, &entry);
         w.buf.push(b'\n');
         if w.len > 0 && w.len + w.buf.len() as u64 > self.segment_max {
             w.file.sync_data()?;
