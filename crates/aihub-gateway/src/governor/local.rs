@@ -2,8 +2,9 @@
 //! and reservations of a request happen as one atomic step; the critical section is a few
 //! hash lookups and never awaits.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
+
+use rustc_hash::FxHashMap;
 
 use super::checks::{Cell, CellKind, Checks, LedgerKey, Refusal};
 use super::gcra;
@@ -17,11 +18,13 @@ pub struct LedgerState {
     pub expires_ms: Option<i64>,
 }
 
+/// Keyed by ids the server minted (rules, budgets, organizations), never by client input, so
+/// the fast non-keyed hash is safe here.
 #[derive(Default)]
 struct State {
-    tats: HashMap<Cell, i64>,
-    running: HashMap<Cell, u64>,
-    ledgers: HashMap<LedgerKey, LedgerState>,
+    tats: FxHashMap<Cell, i64>,
+    running: FxHashMap<Cell, u64>,
+    ledgers: FxHashMap<LedgerKey, LedgerState>,
 }
 
 /// What an admission attempt found.
