@@ -2,7 +2,10 @@
 //! loader; inserting is idempotent on the request id, and only rows actually inserted are added
 //! to the rollups, so a replayed batch changes nothing.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
+use std::fmt::Write;
+use std::sync::OnceLock;
 
 use aihub_core::time::{from_millis, to_millis};
 use aihub_core::{Currency, KeyId, OrgId, TeamId, UserId};
@@ -132,6 +135,66 @@ const INSERT_CHUNKS: [usize; 4] = [256, 32, 8, 1];
 
 /// Ids per name lookup (`… IN (…)`); these run for reports, not on the metering path.
 const NAME_LOOKUP_CHUNK: usize = 500;
+
+/// How a statement writes its parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placeholders {
+    /// `$1, $2, …` (PostgreSQL).
+    Numbered,
+    /// `?, ?, …` (SQLite: a numbered or named parameter costs SQLite a search through every
+    /// name of the statement when the driver binds it, quadratic in a 5,376-value insert).
+    Anonymous,
+}
+
+/// The multi-row `INSERT … ON CONFLICT (request_id) DO NOTHING` of `rows` records, with
+/// `RETURNING request_id` when `returning`. The text for each of the [`INSERT_CHUNKS`] sizes is
+/// built once for the process.
+fn insert_sql(style: Placeholders, rows: usize, returning: bool) -> Cow<'static, str> {
+    const COLUMNS: usize = 21;
+    static BUILT: [[[OnceLock<String>; 2]; INSERT_CHUNKS.len()]; 2] =
+        [const { [const { [const { OnceLock::new() }; 2] }; INSERT_CHUNKS.len()] }; 2];
+    let build = || {
+        let mut sql = String::with_capacity(96 + rows * COLUMNS * 5);
+        sql.push_str(concat!(
+            "INSERT INTO usage_records (",
+            usage_columns!(),
+            ") VALUES "
+        ));
+        for row in 0..rows {
+            sql.push_str(if row == 0 { "(" } else { ", (" });
+            for column in 0..COLUMNS {
+                if column > 0 {
+                    sql.push_str(", ");
+                }
+                match style {
+                    Placeholders::Numbered => {
+                        let _ = write!(sql, "${}", row * COLUMNS + column + 1);
+                    }
+                    Placeholders::Anonymous => sql.push('?'),
+                }
+            }
+            sql.push(')');
+        }
+        sql.push_str(" ON CONFLICT (request_id) DO NOTHING");
+        if returning {
+            sql.push_str(" RETURNING request_id");
+        }
+        sql
+    };
+    let cell = INSERT_CHUNKS
+        .iter()
+        .position(|&n| n == rows)
+        .and_then(|size| {
+            BUILT
+                .get(usize::from(style == Placeholders::Anonymous))?
+                .get(size)
+        })
+        .and_then(|cells| cells.get(usize::from(returning)));
+    match cell {
+        Some(cell) => Cow::Borrowed(cell.get_or_init(build).as_str()),
+        None => Cow::Owned(build()),
+    }
+}
 
 /// `records` cut into slices of the [`INSERT_CHUNKS`] sizes, in order.
 fn insert_chunks<T>(mut records: &[T]) -> impl Iterator<Item = &[T]> {
@@ -285,49 +348,47 @@ impl Store {
         if records.is_empty() {
             return Ok(0);
         }
-        // One multi-row `INSERT … ON CONFLICT DO NOTHING` of `$rows` (`&UsageRecord`s), then
-        // `$tail`.
-        macro_rules! insert_rows {
-            ($rows:expr, $tail:expr) => {{
-                let mut qb = sqlx::QueryBuilder::new(concat!(
-                    "INSERT INTO usage_records (",
-                    usage_columns!(),
-                    ") "
-                ));
-                qb.push_values($rows, |mut b, r: &UsageRecord| {
-                    b.push_bind(r.request_id)
-                        .push_bind(r.org_id.as_uuid())
-                        .push_bind(r.user_id.map(|u| u.as_uuid()))
-                        .push_bind(r.key_id.map(|k| k.as_uuid()))
-                        .push_bind(r.team_id.map(|t| t.as_uuid()))
-                        .push_bind(&r.endpoint)
-                        .push_bind(&r.model)
-                        .push_bind(&r.provider)
-                        .push_bind(&r.upstream_model)
-                        .push_bind(r.prompt_tokens)
-                        .push_bind(r.completion_tokens)
-                        .push_bind(r.cached_tokens)
-                        .push_bind(r.cost_micros)
-                        .push_bind(r.currency.to_string())
-                        .push_bind(r.status)
-                        .push_bind(&r.error_code)
-                        .push_bind(r.latency_ms)
-                        .push_bind(r.ttft_ms)
-                        .push_bind(r.streamed)
-                        .push_bind(r.estimated)
-                        .push_bind(to_millis(r.created_at));
-                });
-                qb.push(" ON CONFLICT (request_id) DO NOTHING");
-                qb.push($tail);
-                qb
+        // `$query` with the values of `$rows` (`&UsageRecord`s) bound, in `insert_sql`'s order.
+        macro_rules! bind_rows {
+            ($query:expr, $rows:expr) => {{
+                let mut q = $query;
+                for r in $rows {
+                    q = q
+                        .bind(r.request_id)
+                        .bind(r.org_id.as_uuid())
+                        .bind(r.user_id.map(|u| u.as_uuid()))
+                        .bind(r.key_id.map(|k| k.as_uuid()))
+                        .bind(r.team_id.map(|t| t.as_uuid()))
+                        .bind(&r.endpoint)
+                        .bind(&r.model)
+                        .bind(&r.provider)
+                        .bind(&r.upstream_model)
+                        .bind(r.prompt_tokens)
+                        .bind(r.completion_tokens)
+                        .bind(r.cached_tokens)
+                        .bind(r.cost_micros)
+                        .bind(r.currency.as_str())
+                        .bind(r.status)
+                        .bind(&r.error_code)
+                        .bind(r.latency_ms)
+                        .bind(r.ttft_ms)
+                        .bind(r.streamed)
+                        .bind(r.estimated)
+                        .bind(to_millis(r.created_at));
+                }
+                q
             }};
         }
+        let style = match self.writer() {
+            crate::PoolRef::Sqlite(_) => Placeholders::Anonymous,
+            crate::PoolRef::Postgres(_) => Placeholders::Numbered,
+        };
         let inserted = on_backend!(self.writer(), |p| {
             let mut tx = p.begin().await?;
             let mut all_new = true;
             for chunk in insert_chunks(records) {
-                let added = insert_rows!(chunk, "")
-                    .build()
+                let sql = insert_sql(style, chunk.len(), false);
+                let added = bind_rows!(sqlx::query(&sql), chunk)
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
@@ -343,8 +404,8 @@ impl Store {
                 tx = p.begin().await?;
                 let mut new_ids: HashSet<Uuid> = HashSet::with_capacity(records.len());
                 for chunk in insert_chunks(records) {
-                    let ids: Vec<Uuid> = insert_rows!(chunk, " RETURNING request_id")
-                        .build_query_scalar()
+                    let sql = insert_sql(style, chunk.len(), true);
+                    let ids: Vec<Uuid> = bind_rows!(sqlx::query_scalar(&sql), chunk)
                         .fetch_all(&mut *tx)
                         .await?;
                     new_ids.extend(ids);
@@ -662,5 +723,41 @@ mod tests {
             sizes(701),
             [256, 256, 32, 32, 32, 32, 32, 8, 8, 8, 1, 1, 1, 1, 1]
         );
+    }
+
+    #[test]
+    fn insert_statements_place_every_value_and_are_built_once() {
+        use Placeholders::{Anonymous, Numbered};
+        let one = insert_sql(Numbered, 1, false);
+        assert!(one.starts_with("INSERT INTO usage_records (request_id, org_id, "));
+        assert!(one.ends_with(
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+             $18, $19, $20, $21) ON CONFLICT (request_id) DO NOTHING"
+        ));
+        let eight = insert_sql(Numbered, 8, true);
+        assert!(eight.contains("$21), ($22, "));
+        assert!(eight.ends_with("$168) ON CONFLICT (request_id) DO NOTHING RETURNING request_id"));
+        assert_eq!(eight.matches('$').count(), 8 * 21);
+        let anonymous = insert_sql(Anonymous, 8, true);
+        assert_eq!(anonymous.matches('?').count(), 8 * 21);
+        assert!(!anonymous.contains('$'));
+        assert!(anonymous.ends_with("?) ON CONFLICT (request_id) DO NOTHING RETURNING request_id"));
+        // The sizes batches are cut into come from the cache, per style; any other is built
+        // each time.
+        assert!(matches!(
+            insert_sql(Anonymous, 256, false),
+            Cow::Borrowed(_)
+        ));
+        assert!(std::ptr::eq(
+            insert_sql(Numbered, 32, true).as_ref(),
+            insert_sql(Numbered, 32, true).as_ref()
+        ));
+        assert_ne!(
+            insert_sql(Numbered, 32, true),
+            insert_sql(Anonymous, 32, true)
+        );
+        let odd = insert_sql(Numbered, 3, false);
+        assert!(matches!(odd, Cow::Owned(_)));
+        assert_eq!(odd.matches('$').count(), 63);
     }
 }
