@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh — AI Hub's load benchmark: what the gateway adds on top of its upstream.
 #
-# Usage: bench/run.sh [--quick] [--pin] [--no-cluster] [--no-build] [--keep] [--help]
+# Usage: bench/run.sh [--quick] [--pin] [--no-cluster] [--no-build] [--keep] [--callgrind] [--help]
 #
 #   --quick       short runs (about 1 minute in all), for smoke tests; figures are noisy
 #   --pin         pin the load generator (oha) and the mock upstream to CPU 0 and AI Hub to
@@ -9,6 +9,12 @@
 #   --no-cluster  skip the two-instance PostgreSQL scenario
 #   --no-build    use the release binaries already built (skip `cargo build --release`)
 #   --keep        keep the temporary work directory (configs, databases, journals, logs)
+#   --callgrind   instead of the load runs: count the instructions AI Hub executes per request
+#                 (every check on, 2000 requests after 300 warm-ups) under valgrind's callgrind,
+#                 and print them by function and crate (bench/callgrind.py). Repeatable to about
+#                 1 % whatever else the machine does, so it shows what a change to the hot path
+#                 saves where the timed runs' noise (±10–25 %) would hide it. User space only:
+#                 system calls count as the instructions around them (installs valgrind if missing)
 #
 # Environment: BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432) is the PostgreSQL
 # server of the cluster scenario; a fresh database is created on it and dropped at the end.
@@ -38,6 +44,7 @@
 set -euo pipefail
 
 QUICK=0
+CALLGRIND=0
 PIN=0
 CLUSTER=1
 BUILD=1
@@ -49,6 +56,7 @@ for arg in "$@"; do
     --no-cluster) CLUSTER=0 ;;
     --no-build) BUILD=0 ;;
     --keep) KEEP=1 ;;
+    --callgrind) CALLGRIND=1 CLUSTER=0 ;;
     -h | --help)
       sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
       exit 0
@@ -107,6 +115,15 @@ if [ "$PIN" = 1 ]; then
   fi
   [ "$(nproc)" -ge 2 ] || die "--pin needs at least 2 CPUs"
   PIN_LOAD=(taskset -c 0) PIN_MOCK=(taskset -c 0) PIN_HUB=(taskset -c 1)
+fi
+HUB_WRAP=()
+if [ "$CALLGRIND" = 1 ]; then
+  if ! command -v valgrind >/dev/null; then
+    log "installing valgrind"
+    apt-get update -qq && apt-get install -y -qq valgrind >/dev/null
+  fi
+  # Names uncompressed: each dump then stands on its own for bench/callgrind.py.
+  HUB_WRAP=(valgrind --tool=callgrind --compress-strings=no --compress-pos=no)
 fi
 if [ "$CLUSTER" = 1 ]; then
   if ! command -v psql >/dev/null; then
@@ -188,8 +205,8 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-wait_http() { # URL NAME
-  for _ in $(seq 1 150); do
+wait_http() { # URL NAME [TRIES, 0.1 s apart]
+  for _ in $(seq 1 "${3:-150}"); do
     curl -s -o /dev/null "$1" && return 0
     sleep 0.1
   done
@@ -355,7 +372,8 @@ EOF
 
 LAST_PID=""
 start_aihub() { # DIR → sets LAST_PID (not run in $(…): the process must be this shell's child)
-  (cd "$1" && exec "${PIN_HUB[@]}" "$AIHUB" --config "$1/aihub.toml" serve >"$1/aihub.log" 2>&1) &
+  (cd "$1" && exec "${PIN_HUB[@]}" "${HUB_WRAP[@]}" ${HUB_WRAP[@]:+--callgrind-out-file="$1/callgrind.%p"} \
+    "$AIHUB" --config "$1/aihub.toml" serve >"$1/aihub.log" 2>&1) &
   LAST_PID=$!
   PIDS+=("$LAST_PID")
 }
@@ -444,11 +462,33 @@ create_user "$HUB_DIR"
 log "starting AI Hub (SQLite) on 127.0.0.1:$HUB_PORT"
 start_aihub "$HUB_DIR"
 HUB_PID=$LAST_PID
-wait_http "http://127.0.0.1:$HUB_PORT/readyz" "AI Hub"
+wait_http "http://127.0.0.1:$HUB_PORT/readyz" "AI Hub" 1500
 KEY=$(create_key "$HUB_DIR" "$HUB_PORT" all)
 HUB="http://127.0.0.1:$HUB_PORT/v1/chat/completions"
 HUB_AUTH=(-H "Authorization: Bearer $KEY")
 POST=(-m POST -T application/json)
+
+if [ "$CALLGRIND" = 1 ]; then
+  # Warm up, dump (the dump resets the counts), run the counted requests, wait for the loader
+  # to store them, dump again: the second dump holds exactly the counted requests' work.
+  CG_REQUESTS=2000
+  log "callgrind: 300 warm-up requests"
+  oha --no-tui -n 300 -c 2 "${POST[@]}" "${HUB_AUTH[@]}" -D "$WORK/chat.json" "$HUB" >/dev/null
+  sleep 1
+  callgrind_control -d "$HUB_PID" >/dev/null
+  log "callgrind: $CG_REQUESTS counted requests"
+  oha --no-tui -n "$CG_REQUESTS" -c 4 --output-format json -o "$RAW/callgrind.oha.json" \
+    "${POST[@]}" "${HUB_AUTH[@]}" -D "$WORK/chat.json" "$HUB" >/dev/null
+  sleep 1.5
+  callgrind_control -d "$HUB_PID" >/dev/null
+  sleep 1
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); s=d["statusCodeDistribution"]
+sys.exit(0 if s == {"200": int(sys.argv[2])} else "callgrind: not every request succeeded: %s" % s)' \
+    "$RAW/callgrind.oha.json" "$CG_REQUESTS"
+  cp "$HUB_DIR"/callgrind.*.2 "$RAW/"
+  python3 "$BENCH_DIR/callgrind.py" "$HUB_DIR"/callgrind.*.2 "$CG_REQUESTS" | tee "$RESULTS/callgrind.txt"
+  exit 0
+fi
 
 log "warming up"
 measure warm-direct warmup "warm-up" baseline "$MOCK_PID" 1000 "$D_WARM" -- \
