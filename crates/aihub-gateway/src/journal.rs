@@ -356,14 +356,19 @@ mod tests {
         }
     }
 
+    /// A journal in `dir` whose segments rotate every 4 KiB.
+    fn small_segments(dir: &Path) -> UsageConfig {
+        UsageConfig {
+            journal_dir: dir.join("j"),
+            segment_max_bytes: 4096,
+            ..UsageConfig::default()
+        }
+    }
+
     #[test]
     fn appends_lines_and_rotates_segments() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = UsageConfig {
-            journal_dir: dir.path().join("j"),
-            segment_max_bytes: 4096,
-            ..UsageConfig::default()
-        };
+        let cfg = small_segments(dir.path());
         let j = Journal::open(&cfg).unwrap();
         assert_eq!(j.first_seq(), 1);
         for _ in 0..100 {
@@ -392,11 +397,7 @@ mod tests {
     #[test]
     fn the_tail_holds_each_entry_with_where_its_line_is() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = UsageConfig {
-            journal_dir: dir.path().join("j"),
-            segment_max_bytes: 4096,
-            ..UsageConfig::default()
-        };
+        let cfg = small_segments(dir.path());
         let j = Journal::open(&cfg).unwrap();
         j.append(Entry::Finish(finish(Uuid::now_v7()))).unwrap();
         let before = j.take_tail();
