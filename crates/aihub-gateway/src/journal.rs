@@ -18,6 +18,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aihub_core::config::UsageConfig;
@@ -167,6 +168,8 @@ pub struct Journal {
     first_seq: u64,
     segment_max: u64,
     writer: Mutex<Writer>,
+    /// Entries in the last tail taken: the next tail's buffer is sized by it, outside the lock.
+    tail_hint: AtomicUsize,
 }
 
 impl Journal {
@@ -180,6 +183,7 @@ impl Journal {
             boot: Uuid::now_v7(),
             first_seq,
             segment_max: config.segment_max_bytes.max(4096),
+            tail_hint: AtomicUsize::new(0),
             writer: Mutex::new(Writer {
                 file,
                 seq: first_seq,
@@ -263,23 +267,23 @@ impl Journal {
 
     /// The entries appended since the last take (empty before [`Journal::attach_tail`]).
     pub fn take_tail(&self) -> Tail {
-        let mut w = self
-            .writer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match &mut w.tail {
-            Some(tail) => {
-                let capacity = tail.entries.len().min(TAIL_MAX);
-                std::mem::replace(
-                    tail,
-                    Tail {
-                        entries: Vec::with_capacity(capacity),
-                        incomplete: false,
-                    },
-                )
+        // The next buffer is allocated before the lock: requests append under it.
+        let fresh = Tail {
+            entries: Vec::with_capacity(self.tail_hint.load(Ordering::Relaxed).min(TAIL_MAX)),
+            incomplete: false,
+        };
+        let taken = {
+            let mut w = self
+                .writer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match &mut w.tail {
+                Some(tail) => std::mem::replace(tail, fresh),
+                None => Tail::default(),
             }
-            None => Tail::default(),
-        }
+        };
+        self.tail_hint.store(taken.entries.len(), Ordering::Relaxed);
+        taken
     }
 
     /// Forces appended entries to stable storage.
