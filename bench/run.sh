@@ -10,8 +10,8 @@
 #   --no-build    use the release binaries already built (skip `cargo build --release`)
 #   --keep        keep the temporary work directory (configs, databases, journals, logs)
 #   --callgrind   instead of the load runs: count the instructions AI Hub executes per request
-#                 (every check on, 2000 requests after 300 warm-ups) under valgrind's callgrind,
-#                 and print them by function and crate (bench/callgrind.py). Repeatable to about
+#                 (every check on, 2000 requests after 300 warm-ups, then 200 streams) under
+#                 valgrind's callgrind, and print them by function and crate (bench/callgrind.py). Repeatable to about
 #                 1 % whatever else the machine does, so it shows what a change to the hot path
 #                 saves where the timed runs' noise (±10–25 %) would hide it. User space only:
 #                 system calls count as the instructions around them (installs valgrind if missing)
@@ -485,8 +485,22 @@ if [ "$CALLGRIND" = 1 ]; then
   python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); s=d["statusCodeDistribution"]
 sys.exit(0 if s == {"200": int(sys.argv[2])} else "callgrind: not every request succeeded: %s" % s)' \
     "$RAW/callgrind.oha.json" "$CG_REQUESTS"
-  cp "$HUB_DIR"/callgrind.*.2 "$RAW/"
+  # Then streams the same way (16 tokens, one chunk every $CHUNK_MS ms): a third dump.
+  CG_STREAMS=200
+  log "callgrind: $CG_STREAMS counted streams"
+  oha --no-tui -n "$CG_STREAMS" -c 8 --output-format json -o "$RAW/callgrind-stream.oha.json" \
+    "${POST[@]}" "${HUB_AUTH[@]}" -D "$WORK/stream.json" "$HUB" >/dev/null
+  sleep 1.5
+  callgrind_control -d "$HUB_PID" >/dev/null
+  sleep 1
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); s=d["statusCodeDistribution"]
+sys.exit(0 if s == {"200": int(sys.argv[2])} else "callgrind: not every stream succeeded: %s" % s)' \
+    "$RAW/callgrind-stream.oha.json" "$CG_STREAMS"
+  cp "$HUB_DIR"/callgrind.*.2 "$HUB_DIR"/callgrind.*.3 "$RAW/"
   python3 "$BENCH_DIR/callgrind.py" "$HUB_DIR"/callgrind.*.2 "$CG_REQUESTS" | tee "$RESULTS/callgrind.txt"
+  echo
+  python3 "$BENCH_DIR/callgrind.py" "$HUB_DIR"/callgrind.*.3 "$CG_STREAMS" | sed 's/per request/per stream/' |
+    tee "$RESULTS/callgrind-stream.txt"
   exit 0
 fi
 
