@@ -12,7 +12,7 @@
 //! database, except the governor on a cold cache (an org's policy, a budget's past spend).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use aihub_core::config::{GatewayConfig, LimitsConfig};
@@ -24,6 +24,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::StatusCode;
+use memchr::memmem::Finder;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -759,9 +760,14 @@ struct UsageChunk {
     usage: Option<UsageJson>,
 }
 
+/// Searchers for the keys looked up in every streamed event, built once: building one costs
+/// more than a search through a typical event.
+static USAGE_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage\""));
+static ERROR_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error\""));
+
 /// Whether an event's JSON has `"usage": {` (not `"usage": null`), without parsing it.
 fn has_usage_object(data: &[u8]) -> bool {
-    let Some(at) = memchr::memmem::find(data, b"\"usage\"") else {
+    let Some(at) = USAGE_KEY.find(data) else {
         return false;
     };
     data.get(at + 7..)
@@ -780,7 +786,7 @@ fn is_error_event(data: &[u8]) -> bool {
         #[serde(default)]
         choices: Option<IgnoredAny>,
     }
-    memchr::memmem::find(data, b"\"error\"").is_some()
+    ERROR_KEY.find(data).is_some()
         && serde_json::from_slice::<MaybeError>(data)
             .is_ok_and(|e| e.error.is_some() && e.choices.is_none())
 }
