@@ -11,10 +11,11 @@
 #   --keep        keep the temporary work directory (configs, databases, journals, logs)
 #   --callgrind   instead of the load runs: count the instructions AI Hub executes per request
 #                 (every check on, 2000 requests after 300 warm-ups, then 200 streams) under
-#                 valgrind's callgrind, and print them by function and crate (bench/callgrind.py). Repeatable to about
-#                 1 % whatever else the machine does, so it shows what a change to the hot path
-#                 saves where the timed runs' noise (±10–25 %) would hide it. User space only:
-#                 system calls count as the instructions around them (installs valgrind if missing)
+#                 valgrind's callgrind, and print them by function and crate
+#                 (bench/callgrind.py). Repeatable to about 1 % on a quiet machine (3 % with
+#                 both cores busy), so it shows what a change to the hot path saves where the
+#                 timed runs' noise (±10–25 %) would hide it. User space only: system calls
+#                 count as the instructions around them (installs valgrind if missing)
 #
 # Environment: BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432) is the PostgreSQL
 # server of the cluster scenario; a fresh database is created on it and dropped at the end.
@@ -469,38 +470,32 @@ HUB_AUTH=(-H "Authorization: Bearer $KEY")
 POST=(-m POST -T application/json)
 
 if [ "$CALLGRIND" = 1 ]; then
-  # Warm up, dump (the dump resets the counts), run the counted requests, wait for the loader
-  # to store them, dump again: the second dump holds exactly the counted requests' work.
-  CG_REQUESTS=2000
+  # counted NAME COUNT CONNECTIONS BODY: sends COUNT requests, waits for the loader to store
+  # them, dumps (the dump resets the counts, so it holds exactly their work) and checks that
+  # every one succeeded.
+  counted() {
+    log "callgrind: $2 counted $1"
+    oha --no-tui -n "$2" -c "$3" --output-format json -o "$RAW/callgrind-$1.oha.json" \
+      "${POST[@]}" "${HUB_AUTH[@]}" -D "$4" "$HUB" >/dev/null
+    sleep 1.5
+    callgrind_control -d "$HUB_PID" >/dev/null
+    sleep 1
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); s=d["statusCodeDistribution"]
+sys.exit(0 if s == {"200": int(sys.argv[2])} else "callgrind: not every one succeeded: %s" % s)' \
+      "$RAW/callgrind-$1.oha.json" "$2"
+  }
+  CG_REQUESTS=2000 CG_STREAMS=200
   log "callgrind: 300 warm-up requests"
   oha --no-tui -n 300 -c 2 "${POST[@]}" "${HUB_AUTH[@]}" -D "$WORK/chat.json" "$HUB" >/dev/null
   sleep 1
   callgrind_control -d "$HUB_PID" >/dev/null
-  log "callgrind: $CG_REQUESTS counted requests"
-  oha --no-tui -n "$CG_REQUESTS" -c 4 --output-format json -o "$RAW/callgrind.oha.json" \
-    "${POST[@]}" "${HUB_AUTH[@]}" -D "$WORK/chat.json" "$HUB" >/dev/null
-  sleep 1.5
-  callgrind_control -d "$HUB_PID" >/dev/null
-  sleep 1
-  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); s=d["statusCodeDistribution"]
-sys.exit(0 if s == {"200": int(sys.argv[2])} else "callgrind: not every request succeeded: %s" % s)' \
-    "$RAW/callgrind.oha.json" "$CG_REQUESTS"
-  # Then streams the same way (16 tokens, one chunk every $CHUNK_MS ms): a third dump.
-  CG_STREAMS=200
-  log "callgrind: $CG_STREAMS counted streams"
-  oha --no-tui -n "$CG_STREAMS" -c 8 --output-format json -o "$RAW/callgrind-stream.oha.json" \
-    "${POST[@]}" "${HUB_AUTH[@]}" -D "$WORK/stream.json" "$HUB" >/dev/null
-  sleep 1.5
-  callgrind_control -d "$HUB_PID" >/dev/null
-  sleep 1
-  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); s=d["statusCodeDistribution"]
-sys.exit(0 if s == {"200": int(sys.argv[2])} else "callgrind: not every stream succeeded: %s" % s)' \
-    "$RAW/callgrind-stream.oha.json" "$CG_STREAMS"
+  counted requests "$CG_REQUESTS" 4 "$WORK/chat.json"   # the second dump
+  counted streams "$CG_STREAMS" 8 "$WORK/stream.json"   # the third: 16 tokens, $CHUNK_MS ms apart
   cp "$HUB_DIR"/callgrind.*.2 "$HUB_DIR"/callgrind.*.3 "$RAW/"
   python3 "$BENCH_DIR/callgrind.py" "$HUB_DIR"/callgrind.*.2 "$CG_REQUESTS" | tee "$RESULTS/callgrind.txt"
   echo
-  python3 "$BENCH_DIR/callgrind.py" "$HUB_DIR"/callgrind.*.3 "$CG_STREAMS" | sed 's/per request/per stream/' |
-    tee "$RESULTS/callgrind-stream.txt"
+  python3 "$BENCH_DIR/callgrind.py" "$HUB_DIR"/callgrind.*.3 "$CG_STREAMS" |
+    sed 's/per request/per stream/' | tee "$RESULTS/callgrind-stream.txt"
   exit 0
 fi
 
