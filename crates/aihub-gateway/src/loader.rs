@@ -1,10 +1,11 @@
 //! Moves usage from the journal into the database: takes new entries from the journal's
 //! in-memory tail (or, on start and whenever the tail is incomplete, reads new lines from the
 //! segments), pairs `Start` with `Finish` entries, inserts finished records in batches
-//! (idempotent on the request id), and advances a checkpoint. The checkpoint never passes a `Start` whose `Finish` has not
-//! been loaded, so a crash at any point loses nothing; replaying lines already loaded inserts
-//! nothing twice. `Start`s left without a `Finish` by an earlier run (it crashed mid-request)
-//! are billed as `interrupted`. When the database is down, usage waits in the journal.
+//! (idempotent on the request id), and advances a checkpoint. The checkpoint never passes a
+//! `Start` whose `Finish` has not been loaded, so a crash at any point loses nothing; replaying
+//! lines already loaded inserts nothing twice. `Start`s left without a `Finish` by an earlier run
+//! (it crashed mid-request) are billed as `interrupted`. When the database is down, usage waits
+//! in the journal.
 //!
 //! The file side (reading, parsing, the checkpoint) runs on Tokio's blocking pool, never on the
 //! runtime's workers: parsing a batch takes milliseconds, and on a worker it would hold up every

@@ -379,9 +379,9 @@ impl Store {
                 q
             }};
         }
-        let style = match self.writer() {
-            crate::PoolRef::Sqlite(_) => Placeholders::Anonymous,
-            crate::PoolRef::Postgres(_) => Placeholders::Numbered,
+        let style = match self.kind() {
+            crate::BackendKind::Sqlite => Placeholders::Anonymous,
+            crate::BackendKind::Postgres => Placeholders::Numbered,
         };
         let inserted = on_backend!(self.writer(), |p| {
             let mut tx = p.begin().await?;
