@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Instructions per request from a callgrind dump, by crate and by function.
+"""Instructions per request (or per stream) from a callgrind dump, by crate and by function.
 
-Usage: bench/callgrind.py DUMP REQUESTS [--top N] [--inclusive PATTERN ...]
+Usage: bench/callgrind.py DUMP REQUESTS [--per UNIT] [--top N] [--inclusive PATTERN ...]
 
 DUMP is one dump of `valgrind --tool=callgrind --compress-strings=no` (bench/run.sh --callgrind
-writes it) covering exactly REQUESTS requests. Prints the total instructions (Ir) per request,
-the self cost grouped by crate, the N costliest functions (self cost), and for each PATTERN the
-inclusive cost of the functions whose name contains it.
+writes it) covering exactly REQUESTS of what UNIT names (`request` by default; `--per stream`
+for the streams' dump). Prints the total instructions (Ir) per unit, the self cost grouped by
+crate, the N costliest functions (self cost), and for each PATTERN the inclusive cost of the
+functions whose name contains it.
 
 The file format: `fn=` starts a function's block; a cost line is `<position> <Ir>`; the cost
 line right after `calls=` is the inclusive cost of that call, charged to the caller's inclusive
@@ -67,10 +68,12 @@ def main(argv):
     if len(argv) < 3:
         sys.exit(__doc__)
     path, requests = argv[1], int(argv[2])
-    top, patterns, rest = 40, [], argv[3:]
+    top, unit, patterns, rest = 40, "request", [], argv[3:]
     while rest:
         opt = rest.pop(0)
-        if opt == "--top" and rest:
+        if opt == "--per" and rest:
+            unit = rest.pop(0)
+        elif opt == "--top" and rest:
             top = int(rest.pop(0))
         elif opt == "--inclusive" and rest:
             patterns.append(rest.pop(0))
@@ -78,18 +81,18 @@ def main(argv):
             sys.exit(f"callgrind.py: unknown argument {opt}")
     self_cost, inclusive = read(path)
     per = lambda ir: ir / requests  # noqa: E731
-    print(f"{per(sum(self_cost.values())):,.0f} instructions per request ({path})")
+    print(f"{per(sum(self_cost.values())):,.0f} instructions per {unit} ({path})")
     groups = collections.Counter()
     for name, ir in self_cost.items():
         groups[group(name)] += ir
-    print("\nSelf cost by crate (per request):")
+    print(f"\nSelf cost by crate (per {unit}):")
     for name, ir in groups.most_common():
         print(f"  {per(ir):10,.0f}  {name}")
-    print(f"\nTop {top} functions by self cost (per request):")
+    print(f"\nTop {top} functions by self cost (per {unit}):")
     for name, ir in self_cost.most_common(top):
         print(f"  {per(ir):10,.0f}  {name[:150]}")
     for pattern in patterns:
-        print(f"\nInclusive cost of functions matching {pattern!r} (per request):")
+        print(f"\nInclusive cost of functions matching {pattern!r} (per {unit}):")
         found = sorted(((ir, n) for n, ir in inclusive.items() if pattern in n), reverse=True)
         for ir, name in found[:5]:
             print(f"  {per(ir):10,.0f}  {name[:150]}")

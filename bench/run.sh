@@ -494,8 +494,8 @@ sys.exit(0 if s == {"200": int(sys.argv[2])} else "callgrind: not every one succ
   cp "$HUB_DIR"/callgrind.*.2 "$HUB_DIR"/callgrind.*.3 "$RAW/"
   python3 "$BENCH_DIR/callgrind.py" "$HUB_DIR"/callgrind.*.2 "$CG_REQUESTS" | tee "$RESULTS/callgrind.txt"
   echo
-  python3 "$BENCH_DIR/callgrind.py" "$HUB_DIR"/callgrind.*.3 "$CG_STREAMS" |
-    sed 's/per request/per stream/' | tee "$RESULTS/callgrind-stream.txt"
+  python3 "$BENCH_DIR/callgrind.py" "$HUB_DIR"/callgrind.*.3 "$CG_STREAMS" --per stream |
+    tee "$RESULTS/callgrind-stream.txt"
   exit 0
 fi
 
