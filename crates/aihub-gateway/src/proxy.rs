@@ -1,18 +1,18 @@
 //! The per-request path of `/v1/chat/completions`, `/v1/completions` and `/v1/embeddings`.
 //!
-//! Each request runs in a task of its own, detached from the client connection: if the client
-//! goes away the task still finishes metering (and, for streams, keeps reading the upstream to
-//! its end so the usage it reports is billed exactly — up to `gateway.max_draining_streams` at
-//! once, beyond which the upstream is closed and the tokens produced so far are billed,
-//! estimated). The task writes a `Start` journal entry before calling the upstream and the
-//! `Finish` entry before the response completes: a non-streaming body is released only after
-//! its record is written, and a stream's final `[DONE]` only after its record is written.
+//! Each request runs in a task of its own until the response head is ready, detached from the
+//! client connection: if the client goes away the task still finishes metering. It writes a
+//! `Start` journal entry before calling the upstream and the `Finish` entry before the response
+//! completes: a non-streaming body is released only after its record is written. A stream's
+//! body reads the upstream as the client reads it and writes its record before the final
+//! `[DONE]`; a client that leaves mid-stream hands the upstream to a task that reads it to its
+//! end, so the usage it reports is billed exactly (see `proxy/relay.rs`).
 //! Limits and budgets are checked and reserved (see [`crate::governor`]) after routing and
 //! before the `Start` entry, and settled when the record is made. Nothing here touches the
 //! database, except the governor on a cold cache (an org's policy, a budget's past spend).
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aihub_core::config::{GatewayConfig, LimitsConfig};
@@ -22,12 +22,9 @@ use aihub_service::catalog::{Catalog, CatalogSnapshot, Price, ProviderSpec};
 use aihub_store::{KeyAuth, UsageRecord};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use futures_util::StreamExt;
 use http::StatusCode;
-use memchr::memmem::Finder;
 use serde::Deserialize;
-use serde::de::IgnoredAny;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, oneshot};
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
@@ -35,10 +32,13 @@ use crate::body::RequestBody;
 use crate::error::GatewayError;
 use crate::governor::{Admission, Demand, Governor, RateHeaders};
 use crate::journal::{Entry, Journal, StartEntry};
-use crate::providers::{
-    Call, Endpoint, EventStream, Provider, Reply, StreamFault, StreamItem, Usage,
-};
+use crate::providers::{Call, Endpoint, Provider, Reply, Usage};
 use crate::tokens;
+
+mod relay;
+
+pub use relay::EventBody;
+use relay::Relay;
 
 fn as_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
@@ -48,10 +48,6 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Frames queued between the request task and a slow client.
-const STREAM_BUFFER: usize = 32;
-/// Most bytes of streamed data kept for estimating usage when the upstream reports none.
-const MAX_COLLECTED: usize = 8 * 1024 * 1024;
 /// Upstream token counts above this are treated as garbage and estimated instead.
 const MAX_REPORTED_TOKENS: u64 = 100_000_000;
 
@@ -69,8 +65,8 @@ pub struct GatewayResponse {
 pub enum ResponseBody {
     /// A JSON body (success or OpenAI-shaped error).
     Json(Bytes),
-    /// Server-sent events; the channel closes when the stream ends.
-    Events(mpsc::Receiver<Bytes>),
+    /// Server-sent events, read from the upstream as the client reads them.
+    Events(EventBody),
 }
 
 impl GatewayResponse {
@@ -548,172 +544,20 @@ impl Gateway {
                 });
             }
             Ok(Reply::Stream(events)) => {
-                let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-                let connected = head
-                    .send(GatewayResponse {
-                        status: StatusCode::OK,
-                        body: ResponseBody::Events(rx),
-                        retry_after: None,
-                        rate: meter.rate,
-                        final_answer: false,
-                    })
-                    .is_ok();
-                self.pump(meter, &body, events, tx, connected).await;
+                let include_usage = body.include_usage;
+                drop(body);
+                let rate = meter.rate;
+                let relay = Relay::new(self, meter, events, raw, include_usage);
+                // If the client left before the head, the unsent body is dropped here and the
+                // stream is read on without it.
+                let _ = head.send(GatewayResponse {
+                    status: StatusCode::OK,
+                    body: ResponseBody::Events(EventBody::new(relay)),
+                    retry_after: None,
+                    rate,
+                    final_answer: false,
+                });
             }
-        }
-    }
-
-    /// Forwards a stream event by event, keeps what metering needs, and finishes the record.
-    async fn pump(
-        &self,
-        mut meter: Meter,
-        body: &RequestBody<'_>,
-        mut events: EventStream,
-        tx: mpsc::Sender<Bytes>,
-        connected: bool,
-    ) {
-        let mut client_gone = !connected;
-        let mut permit = None;
-        if client_gone {
-            match self.draining.clone().try_acquire_owned() {
-                Ok(p) => permit = Some(p),
-                Err(_) => {
-                    let usage = estimate_stream(meter.endpoint, meter.tokenizer_model(), body, &[]);
-                    return self
-                        .finish_stream(&meter, StreamEnd::Abandoned, usage, true, &tx)
-                        .await;
-                }
-            }
-        }
-        let mut reported: Option<Usage> = None;
-        let mut collected: Vec<Bytes> = Vec::new();
-        let mut collected_bytes = 0usize;
-        let mut done = false;
-        let mut malformed = 0u32;
-        let mut end = StreamEnd::Complete;
-        while let Some(item) = events.next().await {
-            match item {
-                Ok(StreamItem::Event { frame, data }) => {
-                    if serde_json::from_slice::<IgnoredAny>(&data).is_err() {
-                        malformed += 1;
-                        continue;
-                    }
-                    if is_error_event(&data) {
-                        // An upstream's own error event is not passed on verbatim (it could
-                        // carry secrets); the stream ends with an error event of ours.
-                        end = StreamEnd::Fault(StreamFault::Upstream("error event".into()));
-                        break;
-                    }
-                    if meter.ttft.is_none() {
-                        meter.ttft = Some(meter.started.elapsed());
-                    }
-                    let mut forward = true;
-                    if has_usage_object(&data) {
-                        if let Ok(chunk) = serde_json::from_slice::<UsageChunk>(&data) {
-                            if let Some(u) = chunk.usage.and_then(UsageJson::checked) {
-                                reported = Some(u);
-                            }
-                            // Usage the client did not ask for (we always ask upstream) stays here.
-                            forward =
-                                body.include_usage || !chunk.choices.is_some_and(|c| c.is_empty());
-                        }
-                    } else if reported.is_none() && collected_bytes < MAX_COLLECTED {
-                        collected_bytes += data.len();
-                        collected.push(data);
-                    }
-                    if forward && !client_gone && tx.send(frame).await.is_err() {
-                        client_gone = true;
-                        match self.draining.clone().try_acquire_owned() {
-                            Ok(p) => permit = Some(p),
-                            Err(_) => {
-                                end = StreamEnd::Abandoned;
-                                break;
-                            }
-                        }
-                    }
-                }
-                Ok(StreamItem::Usage(u)) => reported = Some(u),
-                Ok(StreamItem::Done) => done = true,
-                Err(fault) => {
-                    end = StreamEnd::Fault(fault);
-                    break;
-                }
-            }
-        }
-        if malformed > 0 {
-            tracing::warn!(request_id = %meter.request_id, malformed, "dropped malformed upstream events");
-        }
-        if matches!(end, StreamEnd::Complete) && !done && reported.is_none() {
-            end = StreamEnd::Incomplete;
-        }
-        if client_gone && matches!(end, StreamEnd::Complete | StreamEnd::Incomplete) {
-            end = StreamEnd::Disconnected;
-        }
-        let (usage, estimated) = match reported {
-            Some(u) => (u, false),
-            None => (
-                estimate_stream(meter.endpoint, meter.tokenizer_model(), body, &collected),
-                true,
-            ),
-        };
-        self.finish_stream(&meter, end, usage, estimated, &tx).await;
-        // Held until here: this stream counted against `max_draining_streams` while it drained.
-        drop(permit);
-    }
-
-    /// Writes the record, then sends the stream's last frame (`[DONE]`, or an error event).
-    async fn finish_stream(
-        &self,
-        meter: &Meter,
-        end: StreamEnd,
-        usage: Usage,
-        estimated: bool,
-        tx: &mpsc::Sender<Bytes>,
-    ) {
-        self.record(meter.finish(StatusCode::OK, end.code(), usage, estimated));
-        let tail = match &end {
-            StreamEnd::Fault(f) => {
-                let e = GatewayError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "api_error",
-                    f.code(),
-                    f.to_string(),
-                );
-                Some(Bytes::from(format!(
-                    "data: {}\n\n",
-                    serde_json::json!({ "error": e.to_json() })
-                )))
-            }
-            StreamEnd::Complete | StreamEnd::Incomplete => {
-                Some(Bytes::from_static(b"data: [DONE]\n\n"))
-            }
-            StreamEnd::Disconnected | StreamEnd::Abandoned => None,
-        };
-        if let Some(tail) = tail {
-            let _ = tx.send(tail).await;
-        }
-    }
-}
-
-/// How a stream ended.
-enum StreamEnd {
-    Complete,
-    /// The upstream closed without `[DONE]` or usage.
-    Incomplete,
-    Fault(StreamFault),
-    /// The client left; the upstream was read to its end.
-    Disconnected,
-    /// The client left and too many streams were draining: the upstream was closed.
-    Abandoned,
-}
-
-impl StreamEnd {
-    fn code(&self) -> Option<&'static str> {
-        match self {
-            StreamEnd::Complete => None,
-            StreamEnd::Incomplete => Some("upstream_incomplete"),
-            StreamEnd::Fault(f) => Some(f.code()),
-            StreamEnd::Disconnected | StreamEnd::Abandoned => Some("client_disconnected"),
         }
     }
 }
@@ -750,45 +594,6 @@ impl UsageJson {
             cached_tokens: cached.min(prompt),
         })
     }
-}
-
-#[derive(Deserialize)]
-struct UsageChunk {
-    #[serde(default)]
-    choices: Option<Vec<IgnoredAny>>,
-    #[serde(default)]
-    usage: Option<UsageJson>,
-}
-
-/// Searchers for the keys looked up in every streamed event, built once: building one costs
-/// more than a search through a typical event.
-static USAGE_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage\""));
-static ERROR_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error\""));
-
-/// Whether an event's JSON has `"usage": {` (not `"usage": null`), without parsing it.
-fn has_usage_object(data: &[u8]) -> bool {
-    let Some(at) = USAGE_KEY.find(data) else {
-        return false;
-    };
-    data.get(at + 7..)
-        .into_iter()
-        .flatten()
-        .find(|b| !b.is_ascii_whitespace() && **b != b':')
-        .is_some_and(|b| *b == b'{')
-}
-
-/// Whether a stream event is an error object (`{"error": …}`) rather than a chunk.
-fn is_error_event(data: &[u8]) -> bool {
-    #[derive(Deserialize)]
-    struct MaybeError {
-        #[serde(default)]
-        error: Option<IgnoredAny>,
-        #[serde(default)]
-        choices: Option<IgnoredAny>,
-    }
-    ERROR_KEY.find(data).is_some()
-        && serde_json::from_slice::<MaybeError>(data)
-            .is_ok_and(|e| e.error.is_some() && e.choices.is_none())
 }
 
 fn usage_in_body(body: &[u8]) -> Option<Usage> {
@@ -865,56 +670,9 @@ fn estimate_complete(endpoint: Endpoint, model: &str, body: &RequestBody<'_>, ou
     }
 }
 
-fn estimate_stream(
-    endpoint: Endpoint,
-    model: &str,
-    body: &RequestBody<'_>,
-    chunks: &[Bytes],
-) -> Usage {
-    let mut text = String::new();
-    for data in chunks {
-        if let Ok(c) = serde_json::from_slice::<Choices>(data) {
-            c.choices
-                .into_iter()
-                .for_each(|c| choice_text(c, &mut text));
-        }
-    }
-    Usage {
-        prompt_tokens: prompt_estimate(endpoint, model, body),
-        completion_tokens: tokens::count_text(model, &text),
-        cached_tokens: 0,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn usage_objects_are_found_without_parsing() {
-        assert!(has_usage_object(
-            br#"{"choices":[],"usage":{"prompt_tokens":1}}"#
-        ));
-        assert!(has_usage_object(br#"{"usage" : {"a":1}}"#));
-        assert!(!has_usage_object(
-            br#"{"choices":[{"delta":{}}],"usage":null}"#
-        ));
-        assert!(!has_usage_object(br#"{"choices":[]}"#));
-        assert!(!has_usage_object(br#"{"usage""#));
-    }
-
-    #[test]
-    fn error_events_are_recognized() {
-        assert!(is_error_event(
-            br#"{"error":{"message":"boom sk-secret","type":"server_error"}}"#
-        ));
-        assert!(!is_error_event(
-            br#"{"choices":[{"delta":{"content":"the \"error\" word"}}]}"#
-        ));
-        assert!(!is_error_event(
-            br#"{"choices":[],"usage":{"prompt_tokens":1}}"#
-        ));
-    }
 
     #[test]
     fn reported_usage_is_checked() {
@@ -956,14 +714,6 @@ mod tests {
                 completion_tokens: 2,
                 cached_tokens: 0
             }
-        );
-        let chunks = [
-            Bytes::from_static(br#"{"choices":[{"delta":{"content":"hello"}}]}"#),
-            Bytes::from_static(br#"{"choices":[{"delta":{"content":" world"}}]}"#),
-        ];
-        assert_eq!(
-            estimate_stream(Endpoint::ChatCompletions, "gpt-4o", &body, &chunks).completion_tokens,
-            2
         );
     }
 }

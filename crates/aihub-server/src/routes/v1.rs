@@ -3,8 +3,6 @@
 //! `gateway.max_request_bytes`) and hand it to the gateway; the gateway never touches the
 //! database on this path.
 
-use std::convert::Infallible;
-
 use aihub_core::time::now;
 use aihub_gateway::keys::KeyAuthError;
 use aihub_gateway::{AuthenticatedKey, Endpoint, GatewayResponse, ResponseBody};
@@ -170,11 +168,8 @@ fn into_response(r: GatewayResponse) -> Response {
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             resp
         }
-        ResponseBody::Events(rx) => {
-            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
-            });
-            let mut resp = Response::new(Body::from_stream(stream));
+        ResponseBody::Events(events) => {
+            let mut resp = Response::new(Body::new(events));
             let h = resp.headers_mut();
             h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
             h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));

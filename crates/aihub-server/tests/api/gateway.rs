@@ -25,6 +25,7 @@ api_tests!(
     allow_lists_and_unknown_models,
     the_body_cannot_redirect_the_upstream,
     disconnected_streams_are_still_billed_in_full,
+    streams_beyond_the_draining_limit_are_closed_and_estimated,
     total_timeout_bounds_slow_streams,
     the_hot_path_needs_no_database,
 );
@@ -810,6 +811,45 @@ async fn disconnected_streams_are_still_billed_in_full(kind: BackendKind) {
             .all(|l| l.completed && l.completion_tokens == 40),
         "{ledger:?}"
     );
+}
+
+/// With `max_draining_streams` reached, a stream whose client left is not read on: the
+/// upstream is closed at once and what arrived is billed, estimated.
+async fn streams_beyond_the_draining_limit_are_closed_and_estimated(kind: BackendKind) {
+    let options = MockOptions {
+        chunk_interval: Duration::from_millis(20),
+        ..MockOptions::default()
+    };
+    let (app, slow) = setup_with(kind, ProviderKind::Openai, options, |c| {
+        c.gateway.max_draining_streams = 0;
+    })
+    .await;
+    let (_, key) = app.user_with_key("n2@example.com", None).await;
+    let body = json!({"model": "gpt-test", "stream": true, "max_tokens": 40, "messages": [{"role": "user", "content": "tell a story"}]});
+    let r = app.v1("/v1/chat/completions", &key, body).await;
+    let rid = request_id(&r);
+    let mut stream = r.bytes_stream();
+    let mut events = 0;
+    while events < 5 {
+        let chunk = stream.next().await.unwrap().unwrap();
+        events += chunk.windows(2).filter(|w| w == b"\n\n").count();
+    }
+    drop(stream);
+    let rec = app.usage_record(&rid).await;
+    assert_eq!(rec.error_code.as_deref(), Some("client_disconnected"));
+    assert!(rec.estimated);
+    assert!(
+        (4..40).contains(&rec.completion_tokens),
+        "billed what arrived: {}",
+        rec.completion_tokens
+    );
+    assert!(rec.prompt_tokens > 0);
+    // The upstream was closed long before its 40 chunks (800 ms) were out.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ledger = slow.ledger();
+    assert_eq!(ledger.len(), 1);
+    assert!(!ledger[0].completed, "{ledger:?}");
+    assert!(ledger[0].completion_tokens < 40, "{ledger:?}");
 }
 
 /// A stream that keeps trickling never exceeds the provider's total timeout.
