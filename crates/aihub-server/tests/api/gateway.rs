@@ -27,6 +27,7 @@ api_tests!(
     disconnected_streams_are_still_billed_in_full,
     streams_beyond_the_draining_limit_are_closed_and_estimated,
     total_timeout_bounds_slow_streams,
+    shutdown_finishes_streams_and_meters_them,
     the_hot_path_needs_no_database,
 );
 
@@ -880,6 +881,68 @@ async fn total_timeout_bounds_slow_streams(kind: BackendKind) {
         rec.completion_tokens > 0 && rec.completion_tokens < 50,
         "billed what arrived: {}",
         rec.completion_tokens
+    );
+}
+
+/// A shutdown lets a stream in flight run to its `[DONE]`, waits for a stream whose client left
+/// to drain, and stops only after both usage records are in the database.
+async fn shutdown_finishes_streams_and_meters_them(kind: BackendKind) {
+    let options = MockOptions {
+        chunk_interval: Duration::from_millis(20),
+        ..MockOptions::default()
+    };
+    let (mut app, slow) = setup_with(kind, ProviderKind::Openai, options, |c| {
+        c.server.shutdown_grace_secs = 10;
+    })
+    .await;
+    let (_, key) = app.user_with_key("sd@example.com", None).await;
+    let body = json!({"model": "gpt-test", "stream": true, "max_tokens": 40, "messages": [{"role": "user", "content": "tell a story"}]});
+    // The stream read to its end is the shorter one: the shutdown must wait for the other
+    // after the last connection closed.
+    let mut short = body.clone();
+    short["max_tokens"] = json!(10);
+    let read = app.v1("/v1/chat/completions", &key, short).await;
+    let read_id = request_id(&read);
+    let reader = tokio::spawn(read_events(read));
+    let left = app.v1("/v1/chat/completions", &key, body).await;
+    let left_id = request_id(&left);
+    let mut stream = left.bytes_stream();
+    let _ = stream.next().await.unwrap().unwrap();
+    drop(stream);
+
+    let started = std::time::Instant::now();
+    app.shut_down().await;
+    // The drained stream takes 40 chunks × 20 ms; the shutdown waited for it.
+    assert!(
+        started.elapsed() >= Duration::from_millis(600),
+        "{:?}",
+        started.elapsed()
+    );
+    let events = reader.await.unwrap();
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    let store = app.reopen_store().await;
+    let record = |id: &str| {
+        let id = uuid::Uuid::parse_str(id).unwrap();
+        let store = store.clone();
+        async move {
+            store
+                .usage_record(id)
+                .await
+                .unwrap()
+                .expect("record loaded before stop")
+        }
+    };
+    let read = record(&read_id).await;
+    assert_eq!(read.completion_tokens, 10);
+    assert_eq!(read.error_code, None);
+    let left = record(&left_id).await;
+    assert_eq!(left.completion_tokens, 40);
+    assert!(!left.estimated);
+    assert_eq!(left.error_code.as_deref(), Some("client_disconnected"));
+    assert!(
+        slow.ledger().iter().all(|l| l.completed),
+        "{:?}",
+        slow.ledger()
     );
 }
 

@@ -73,7 +73,9 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub state: AppState,
     server: tokio::task::JoinHandle<()>,
-    _db: TestDb,
+    /// Starts the shutdown that SIGTERM starts in the binary.
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    db: TestDb,
     /// Journal and secrets directories of this app.
     pub dir: tempfile::TempDir,
 }
@@ -106,8 +108,13 @@ pub async fn spawn_app_with(kind: BackendKind, tweak: impl FnOnce(&mut Config)) 
     let app = Application::build(config).await.expect("build app");
     let addr = app.local_addr().unwrap();
     let state = app.state().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        app.run_until(std::future::pending()).await.unwrap();
+        app.run_until(async move {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
     });
     TestApp {
         addr,
@@ -117,7 +124,8 @@ pub async fn spawn_app_with(kind: BackendKind, tweak: impl FnOnce(&mut Config)) 
             .unwrap(),
         state,
         server,
-        _db: db,
+        stop: Some(stop),
+        db,
         dir,
     }
 }
@@ -133,6 +141,20 @@ pub struct Signed {
 pub const PASSWORD: &str = "correct horse battery staple";
 
 impl TestApp {
+    /// Shuts the server down as SIGTERM does and waits until it has stopped: the database
+    /// pools are closed then, so read what it left with [`TestApp::reopen_store`].
+    pub async fn shut_down(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.server).await.unwrap();
+    }
+
+    /// A new connection to this app's database.
+    pub async fn reopen_store(&self) -> aihub_store::Store {
+        aihub_store::Store::connect(&self.db.config).await.unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
