@@ -17,7 +17,7 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::StatusCode;
-use hyper::body::{Body, Frame, SizeHint};
+use hyper::body::{Body, Frame};
 use memchr::memmem::Finder;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -35,18 +35,16 @@ const MAX_COLLECTED: usize = 8 * 1024 * 1024;
 
 /// The body of a streamed `/v1` response (`text/event-stream`).
 pub struct EventBody {
-    /// `None` once the record is written. Boxed: it is most of a stream's state, and the
-    /// response moves through several hands before the first poll.
+    /// `None` once the record is written (the last frame, if any, goes out after that). Boxed:
+    /// it is most of a stream's state, and the response moves through several hands before the
+    /// first poll.
     relay: Option<Box<Relay>>,
-    /// The last frame, yielded after the record is written.
-    tail: Option<Bytes>,
 }
 
 impl EventBody {
     pub(super) fn new(relay: Relay) -> Self {
         Self {
             relay: Some(Box::new(relay)),
-            tail: None,
         }
     }
 }
@@ -61,7 +59,7 @@ impl Body for EventBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = &mut *self;
         let end = match this.relay.as_mut() {
-            None => return Poll::Ready(this.tail.take().map(|t| Ok(Frame::data(t)))),
+            None => return Poll::Ready(None),
             Some(relay) => loop {
                 match ready!(relay.events.poll_next_unpin(cx)) {
                     None => break StreamEnd::Complete,
@@ -78,11 +76,7 @@ impl Body for EventBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.relay.is_none() && self.tail.is_none()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
+        self.relay.is_none()
     }
 }
 
