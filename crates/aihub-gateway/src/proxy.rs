@@ -640,28 +640,31 @@ struct Choices {
     choices: Vec<Choice>,
 }
 
-fn choice_text(c: Choice, out: &mut String) {
-    for t in [c.message, c.delta].into_iter().flatten() {
-        if let Some(s) = t.content {
+/// Appends the text of a reply's or a chunk's choices (content, tool calls, completion text)
+/// to `out`; JSON of another shape adds nothing.
+fn push_choices_text(json: &[u8], out: &mut String) {
+    let Ok(Choices { choices }) = serde_json::from_slice::<Choices>(json) else {
+        return;
+    };
+    for c in choices {
+        for t in [c.message, c.delta].into_iter().flatten() {
+            if let Some(s) = t.content {
+                out.push_str(&s);
+            }
+            if let Some(tc) = t.tool_calls {
+                out.push_str(&tc.to_string());
+            }
+        }
+        if let Some(s) = c.text {
             out.push_str(&s);
         }
-        if let Some(tc) = t.tool_calls {
-            out.push_str(&tc.to_string());
-        }
-    }
-    if let Some(s) = c.text {
-        out.push_str(&s);
     }
 }
 
 fn estimate_complete(endpoint: Endpoint, model: &str, body: &RequestBody<'_>, out: &[u8]) -> Usage {
     let mut text = String::new();
-    if endpoint != Endpoint::Embeddings
-        && let Ok(c) = serde_json::from_slice::<Choices>(out)
-    {
-        c.choices
-            .into_iter()
-            .for_each(|c| choice_text(c, &mut text));
+    if endpoint != Endpoint::Embeddings {
+        push_choices_text(out, &mut text);
     }
     Usage {
         prompt_tokens: prompt_estimate(endpoint, model, body),

@@ -24,7 +24,7 @@ use serde::de::IgnoredAny;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
-use super::{Choices, Gateway, Meter, UsageJson, choice_text, prompt_estimate};
+use super::{Gateway, Meter, UsageJson, prompt_estimate, push_choices_text};
 use crate::body::RequestBody;
 use crate::error::GatewayError;
 use crate::providers::{EventStream, StreamFault, StreamItem, Usage};
@@ -273,11 +273,7 @@ impl Relay {
 fn streamed_text(chunks: &[Bytes]) -> String {
     let mut text = String::new();
     for data in chunks {
-        if let Ok(c) = serde_json::from_slice::<Choices>(data) {
-            c.choices
-                .into_iter()
-                .for_each(|c| choice_text(c, &mut text));
-        }
+        push_choices_text(data, &mut text);
     }
     text
 }
