@@ -12,6 +12,11 @@ import os
 import sys
 
 
+def usd(micros):
+    """Micro-units as an exact decimal string (no floats for money)."""
+    return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
+
+
 def load(path):
     with open(path) as f:
         return json.load(f)
@@ -336,6 +341,28 @@ def main():
                 + ("" if ok else " **(missing after 60 s)**")
                 + f" | {m['catch_up_s']:.1f} s |"
             )
+        w("")
+
+    budgets = {
+        os.path.basename(p).split(".")[0]: load(p)
+        for p in sorted(glob.glob(os.path.join(raw, "*.budgets.json")))
+    }
+    if budgets:
+        w("### Budgets: charged during the runs")
+        w("")
+        w("The model is priced (USD 0.15 / 0.60 per million tokens, as gpt-4o-mini), so every "
+          "request through the every-check key reserved against the key's budget and the org's "
+          "and settled its cost on both. Spend at the end of each setup (the run fails if a "
+          "budget was not charged):")
+        w("")
+        w("| Setup | Budget | Spent (USD) | Still reserved (USD) |")
+        w("|---|---|---:|---:|")
+        names = {"b-single": "single node (SQLite)", "b-cluster": "cluster (PostgreSQL + Redis)",
+                 "b-callgrind": "callgrind"}
+        for setup, rows in budgets.items():
+            for b in rows:
+                w(f"| {names.get(setup, setup)} | {b['scope_type']}, {b['period']} "
+                  f"| {usd(b['spent_micros'])} | {usd(b['reserved_micros'])} |")
         w("")
 
     sys.stdout.write("\n".join(out))

@@ -389,8 +389,7 @@ BENCH_PASSWORD="bench-$(python3 -c 'import secrets; print(secrets.token_hex(12))
 # runs on every request, none refuses.
 create_key() {
   local base="http://127.0.0.1:$2" checks="${3:-none}" token org key
-  token=$(curl -sf "$base/api/v1/auth/login" -H 'content-type: application/json' \
-    -d "{\"email\":\"$BENCH_EMAIL\",\"password\":\"$BENCH_PASSWORD\"}" | json 'd["token"]')
+  token=$(bench_token "$2")
   org=$(curl -sf "$base/api/v1/orgs" -H "authorization: Bearer $token" | json 'd["data"][0]["id"]')
   key=$(curl -sf "$base/api/v1/orgs/$org/keys" -H "authorization: Bearer $token" \
     -H 'content-type: application/json' -d "{\"name\":\"bench-$checks\"}")
@@ -413,9 +412,44 @@ create_key() {
   echo "$key" | json 'd["key"]'
 }
 
+# The user is a platform admin, so that it can price the benchmark's model.
 create_user() { # DIR
   AIHUB_ADMIN_PASSWORD="$BENCH_PASSWORD" "$AIHUB" --config "$1/aihub.toml" admin create-user \
-    --email "$BENCH_EMAIL" >"$1/create-user.log" 2>&1 || die "create-user failed: $(cat "$1/create-user.log")"
+    --email "$BENCH_EMAIL" --platform-admin >"$1/create-user.log" 2>&1 ||
+    die "create-user failed: $(cat "$1/create-user.log")"
+}
+
+bench_token() { # PORT → a session token of the benchmark's user
+  curl -sf "http://127.0.0.1:$1/api/v1/auth/login" -H 'content-type: application/json' \
+    -d "{\"email\":\"$BENCH_EMAIL\",\"password\":\"$BENCH_PASSWORD\"}" | json 'd["token"]'
+}
+
+# price_model PORT: prices `bench-chat` as gpt-4o-mini is priced (USD 0.15 / 0.60 per million
+# tokens). A budget only checks requests whose model has a price in its currency: without one,
+# the key's and the org's budgets would reserve and settle nothing.
+price_model() {
+  local code
+  code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/api/v1/admin/prices" \
+    -H "authorization: Bearer $(bench_token "$1")" -H 'content-type: application/json' \
+    -d '{"model":"bench-chat","currency":"USD","input":"0.15","cached_input":"0.075","output":"0.60"}')
+  [ "$code" = 201 ] || die "could not price bench-chat ($code)"
+}
+
+# check_budgets ID PORT: the budgets of the benchmark's org (the key's and the org's) after a
+# setup's runs. Fails the run if one of them was not charged: then the "every check on" rows
+# did not check budgets.
+check_budgets() {
+  local base="http://127.0.0.1:$2" token org
+  token=$(bench_token "$2")
+  org=$(curl -sf "$base/api/v1/orgs" -H "authorization: Bearer $token" | json 'd["data"][0]["id"]')
+  curl -sf "$base/api/v1/orgs/$org/budgets" -H "authorization: Bearer $token" |
+    python3 -c 'import json,sys
+budgets = [{k: b[k] for k in ("scope_type", "period", "spent_micros", "reserved_micros")}
+           for b in json.load(sys.stdin)["data"]]
+json.dump(budgets, open(sys.argv[1], "w"), indent=1)
+sys.exit(0 if budgets and all(b["spent_micros"] > 0 for b in budgets)
+         else "a budget was not charged: %s" % budgets)' "$RAW/$1.budgets.json" ||
+    die "budgets were not checked in $1"
 }
 
 # check_metering ID LABEL DB_URL : waits until every chat request AI Hub answered in this setup
@@ -464,6 +498,7 @@ log "starting AI Hub (SQLite) on 127.0.0.1:$HUB_PORT"
 start_aihub "$HUB_DIR"
 HUB_PID=$LAST_PID
 wait_http "http://127.0.0.1:$HUB_PORT/readyz" "AI Hub" 1500
+price_model "$HUB_PORT"
 KEY=$(create_key "$HUB_DIR" "$HUB_PORT" all)
 HUB="http://127.0.0.1:$HUB_PORT/v1/chat/completions"
 HUB_AUTH=(-H "Authorization: Bearer $KEY")
@@ -496,6 +531,7 @@ sys.exit(0 if s == {"200": int(sys.argv[2])} else "callgrind: not every one succ
   echo
   python3 "$BENCH_DIR/callgrind.py" "$HUB_DIR"/callgrind.*.3 "$CG_STREAMS" --per stream |
     tee "$RESULTS/callgrind-stream.txt"
+  check_budgets b-callgrind "$HUB_PORT"
   exit 0
 fi
 
@@ -559,6 +595,7 @@ for level in none limits; do
 done
 
 check_metering m-single "single node (SQLite)" "sqlite://$HUB_DIR/aihub.db"
+check_budgets b-single "$HUB_PORT"
 stop "$HUB_PID"
 
 # ---------------------------------------------------------------------------------------------
@@ -583,6 +620,7 @@ key_prefix = \"aihub-bench-$STAMP-$$:\""
   start_aihub "$WORK/node-a"
   A_PID=$LAST_PID
   wait_http "http://127.0.0.1:$A_PORT/readyz" "AI Hub A"
+  price_model "$A_PORT" # before B starts: an instance reads the catalog when it starts
   start_aihub "$WORK/node-b"
   B_PID=$LAST_PID
   wait_http "http://127.0.0.1:$B_PORT/readyz" "AI Hub B"
@@ -601,6 +639,7 @@ key_prefix = \"aihub-bench-$STAMP-$$:\""
       -D "$WORK/chat.json" "$CLUSTER_URL"
   done
   check_metering m-cluster "cluster (2 × AI Hub, PostgreSQL)" "$DB_URL"
+  check_budgets b-cluster "$A_PORT"
   python3 - "$RAW/e-split.json" "$WORK/node-a/journal" "$WORK/node-b/journal" <<'EOF'
 import glob, json, sys
 counts = []
