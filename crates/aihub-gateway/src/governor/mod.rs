@@ -41,6 +41,25 @@ use local::{Local, Outcome, Parts};
 
 use crate::error::GatewayError;
 
+/// Attempts at settling a request in Redis, the wait before the first retry, and the longest
+/// wait between two (each wait doubles the one before).
+const SETTLE_ATTEMPTS: u32 = 8;
+const SETTLE_FIRST_RETRY: Duration = Duration::from_millis(100);
+const SETTLE_MAX_RETRY: Duration = Duration::from_secs(30);
+
+/// The longest time from a settlement's first attempt in Redis to its last, when each attempt
+/// may take up to `timeout`: Redis must remember that a request was settled at least this long,
+/// or a retry after a lost reply would count it twice.
+fn settle_retry_window(timeout: Duration) -> Duration {
+    let mut window = timeout;
+    let mut delay = SETTLE_FIRST_RETRY;
+    for _ in 1..SETTLE_ATTEMPTS {
+        window += delay + timeout;
+        delay = (delay * 2).min(SETTLE_MAX_RETRY);
+    }
+    window
+}
+
 /// Where the gateway reads policies and past spend from (the services, over the database).
 pub trait PolicySource: Send + Sync + 'static {
     fn org_policy(&self, org: OrgId) -> BoxFuture<'_, Result<OrgPolicy, ServiceError>>;
@@ -381,8 +400,8 @@ impl Governor {
             let checks = p.checks.clone();
             let request_id = p.request_id;
             tokio::spawn(async move {
-                let mut delay = Duration::from_millis(100);
-                for attempt in 1..=8 {
+                let mut delay = SETTLE_FIRST_RETRY;
+                for attempt in 1..=SETTLE_ATTEMPTS {
                     match shared.settle(request_id, &checks, tokens, cost).await {
                         Ok(settled) => {
                             this.crossings(&checks, &settled);
@@ -391,7 +410,7 @@ impl Governor {
                         Err(e) => {
                             tracing::warn!(error = %e, attempt, %request_id, "settling in Redis failed; retrying");
                             tokio::time::sleep(delay).await;
-                            delay = (delay * 2).min(Duration::from_secs(30));
+                            delay = (delay * 2).min(SETTLE_MAX_RETRY);
                         }
                     }
                 }

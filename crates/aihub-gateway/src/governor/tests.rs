@@ -353,3 +353,100 @@ async fn redis_is_reachable_for_the_shared_scenarios() {
         Outcome::Admitted(_)
     ));
 }
+
+#[test]
+fn settlement_markers_outlive_every_retry() {
+    // 8 attempts of up to 50 ms, with waits of 0.1, 0.2, … 6.4 s between them.
+    assert_eq!(
+        settle_retry_window(Duration::from_millis(50)),
+        Duration::from_millis(8 * 50 + 12_700)
+    );
+    assert_eq!(
+        shared::marker_ttl(Duration::from_millis(50)),
+        Duration::from_secs(60)
+    );
+    assert_eq!(
+        shared::marker_ttl(Duration::from_secs(10)),
+        Duration::from_millis(2 * (8 * 10_000 + 12_700))
+    );
+}
+
+#[cfg_attr(
+    not(aihub_redis),
+    ignore = "set AIHUB_TEST_REDIS_URL to run Redis tests"
+)]
+#[tokio::test]
+async fn redis_releases_what_a_dead_instance_held_and_settles_once() {
+    let url = std::env::var("AIHUB_TEST_REDIS_URL").unwrap();
+    let s = Shared::new(
+        &url,
+        &RedisConfig {
+            timeout_ms: 2000,
+            key_prefix: format!("aihub-test:{}:", Uuid::now_v7().simple()),
+            ..RedisConfig::default()
+        },
+    )
+    .unwrap();
+    let l = ledger(1000, 500, None);
+    let key = l.key;
+    let slot = ConcurrencyCheck {
+        cell: Cell {
+            id: Uuid::now_v7(),
+            plan: false,
+            kind: CellKind::Concurrency,
+        },
+        limit: 1,
+        origin: Origin::Scope(ScopeType::Key),
+        per_model: false,
+    };
+    let c = checks(
+        vec![
+            rate(CellKind::Rpm, 1000, 1),
+            rate(CellKind::Tpm, 1_000_000, 100),
+        ],
+        vec![slot],
+        vec![l],
+    );
+    let bases = [Some(100)];
+    // An instance admits a request and dies: its reservation's deadline is already due.
+    let dead = Uuid::now_v7();
+    assert!(matches!(
+        s.admit(dead, &c, &bases, 0).await.unwrap(),
+        Outcome::Admitted(_)
+    ));
+    assert_eq!(s.ledger_state(c.org, &key).await, (100, 500, 1, 1));
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // The next request gets the slot and the budget back: 100 + 500 + 500 would be over 1000.
+    let live = Uuid::now_v7();
+    assert!(matches!(
+        s.admit(live, &c, &bases, 60).await.unwrap(),
+        Outcome::Admitted(_)
+    ));
+    assert_eq!(s.ledger_state(c.org, &key).await, (100, 500, 1, 1));
+    // Settled at 200: the reservation becomes the cost, once however often it is sent.
+    let settled = s.settle(live, &c, 60, 200).await.unwrap();
+    assert_eq!(
+        settled,
+        vec![Settled {
+            index: 0,
+            before: 100,
+            after: 300
+        }]
+    );
+    assert!(s.settle(live, &c, 60, 200).await.unwrap().is_empty());
+    assert_eq!(s.ledger_state(c.org, &key).await, (300, 0, 0, 0));
+    // Its marker lives long enough for every retry, and not a day.
+    let ttl = s.marker_pttl(c.org, live).await;
+    assert!(ttl > 50_000 && ttl <= 60_000, "marker PTTL {ttl} ms");
+    // The dead instance's request, settled late, adds its cost without a reservation to free.
+    let late = s.settle(dead, &c, 60, 100).await.unwrap();
+    assert_eq!(
+        late,
+        vec![Settled {
+            index: 0,
+            before: 300,
+            after: 400
+        }]
+    );
+    assert_eq!(s.ledger_state(c.org, &key).await, (400, 0, 0, 0));
+}
