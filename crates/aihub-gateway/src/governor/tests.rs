@@ -109,13 +109,18 @@ fn ledger(limit: i64, amount: i64, throttle: Option<RateCheck>) -> LedgerCheck {
 async fn each_store(f: impl AsyncFn(Counters)) {
     f(Counters::Local(Local::default())).await;
     if let Ok(url) = std::env::var("AIHUB_TEST_REDIS_URL") {
-        let config = RedisConfig {
-            timeout_ms: 2000,
-            key_prefix: format!("aihub-test:{}:", Uuid::now_v7().simple()),
-            ..RedisConfig::default()
-        };
-        f(Counters::Shared(Shared::new(&url, &config).unwrap())).await;
+        f(Counters::Shared(redis_store(&url))).await;
     }
+}
+
+/// The Redis store at `url`, under a key prefix of its own.
+fn redis_store(url: &str) -> Shared {
+    let config = RedisConfig {
+        timeout_ms: 2000,
+        key_prefix: format!("aihub-test:{}:", Uuid::now_v7().simple()),
+        ..RedisConfig::default()
+    };
+    Shared::new(url, &config).unwrap()
 }
 
 #[tokio::test]
@@ -338,15 +343,7 @@ fn thresholds_round_up() {
 async fn redis_is_reachable_for_the_shared_scenarios() {
     // The scenarios above run against Redis only when it is configured; this test makes the
     // configuration visible in the test report.
-    let url = std::env::var("AIHUB_TEST_REDIS_URL").unwrap();
-    let s = Shared::new(
-        &url,
-        &RedisConfig {
-            timeout_ms: 2000,
-            ..RedisConfig::default()
-        },
-    )
-    .unwrap();
+    let s = redis_store(&std::env::var("AIHUB_TEST_REDIS_URL").unwrap());
     let c = checks(vec![rate(CellKind::Rpm, 1, 1)], vec![], vec![]);
     assert!(matches!(
         s.admit(Uuid::now_v7(), &c, &[], 60).await.unwrap(),
@@ -377,16 +374,7 @@ fn settlement_markers_outlive_every_retry() {
 )]
 #[tokio::test]
 async fn redis_releases_what_a_dead_instance_held_and_settles_once() {
-    let url = std::env::var("AIHUB_TEST_REDIS_URL").unwrap();
-    let s = Shared::new(
-        &url,
-        &RedisConfig {
-            timeout_ms: 2000,
-            key_prefix: format!("aihub-test:{}:", Uuid::now_v7().simple()),
-            ..RedisConfig::default()
-        },
-    )
-    .unwrap();
+    let s = redis_store(&std::env::var("AIHUB_TEST_REDIS_URL").unwrap());
     let l = ledger(1000, 500, None);
     let key = l.key;
     let slot = ConcurrencyCheck {
