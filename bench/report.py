@@ -12,11 +12,6 @@ import os
 import sys
 
 
-def usd(micros):
-    """Micro-units as an exact decimal string (no floats for money)."""
-    return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
-
-
 def load(path):
     with open(path) as f:
         return json.load(f)
@@ -362,7 +357,7 @@ def main():
         for setup, rows in budgets.items():
             for b in rows:
                 w(f"| {names.get(setup, setup)} | {b['scope_type']}, {b['period']} "
-                  f"| {usd(b['spent_micros'])} | {usd(b['reserved_micros'])} |")
+                  f"| {b['spent']} | {b['reserved']} |")
         w("")
 
     sys.stdout.write("\n".join(out))

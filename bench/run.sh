@@ -390,7 +390,7 @@ BENCH_PASSWORD="bench-$(python3 -c 'import secrets; print(secrets.token_hex(12))
 create_key() {
   local base="http://127.0.0.1:$2" checks="${3:-none}" token org key
   token=$(bench_token "$2")
-  org=$(curl -sf "$base/api/v1/orgs" -H "authorization: Bearer $token" | json 'd["data"][0]["id"]')
+  org=$(bench_org "$2" "$token")
   key=$(curl -sf "$base/api/v1/orgs/$org/keys" -H "authorization: Bearer $token" \
     -H 'content-type: application/json' -d "{\"name\":\"bench-$checks\"}")
   local id
@@ -424,6 +424,10 @@ bench_token() { # PORT → a session token of the benchmark's user
     -d "{\"email\":\"$BENCH_EMAIL\",\"password\":\"$BENCH_PASSWORD\"}" | json 'd["token"]'
 }
 
+bench_org() { # PORT TOKEN → the id of the benchmark user's organization
+  curl -sf "http://127.0.0.1:$1/api/v1/orgs" -H "authorization: Bearer $2" | json 'd["data"][0]["id"]'
+}
+
 # price_model PORT: prices `bench-chat` as gpt-4o-mini is priced (USD 0.15 / 0.60 per million
 # tokens). A budget only checks requests whose model has a price in its currency: without one,
 # the key's and the org's budgets would reserve and settle nothing.
@@ -441,10 +445,10 @@ price_model() {
 check_budgets() {
   local base="http://127.0.0.1:$2" token org
   token=$(bench_token "$2")
-  org=$(curl -sf "$base/api/v1/orgs" -H "authorization: Bearer $token" | json 'd["data"][0]["id"]')
+  org=$(bench_org "$2" "$token")
   curl -sf "$base/api/v1/orgs/$org/budgets" -H "authorization: Bearer $token" |
     python3 -c 'import json,sys
-budgets = [{k: b[k] for k in ("scope_type", "period", "spent_micros", "reserved_micros")}
+budgets = [{k: b[k] for k in ("scope_type", "period", "spent", "spent_micros", "reserved")}
            for b in json.load(sys.stdin)["data"]]
 json.dump(budgets, open(sys.argv[1], "w"), indent=1)
 sys.exit(0 if budgets and all(b["spent_micros"] > 0 for b in budgets)
