@@ -2,18 +2,19 @@
 //! background task writes the batch back every `gateway.last_used_flush_secs`, and once more on
 //! shutdown.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aihub_core::KeyId;
 use aihub_service::keys::Keys;
 use chrono::{DateTime, Utc};
+use rustc_hash::FxHashMap;
 use tokio_util::sync::CancellationToken;
 
 pub struct LastUsed {
     keys: Keys,
-    pending: Mutex<HashMap<KeyId, DateTime<Utc>>>,
+    /// Keyed by key ids from the database, so a fast hash is safe.
+    pending: Mutex<FxHashMap<KeyId, DateTime<Utc>>>,
 }
 
 impl LastUsed {
@@ -21,7 +22,7 @@ impl LastUsed {
     pub fn new(keys: Keys) -> Self {
         Self {
             keys,
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(FxHashMap::default()),
         }
     }
 

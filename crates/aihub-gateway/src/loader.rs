@@ -11,7 +11,6 @@
 //! runtime's workers: parsing a batch takes milliseconds, and on a worker it would hold up every
 //! request queued behind it.
 
-use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -19,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aihub_store::{Store, UsageRecord};
+use rustc_hash::FxHashMap;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -45,7 +45,8 @@ struct Reader {
     /// Where reading continues.
     pos: Position,
     /// Starts waiting for their finish, with where each was read.
-    pending: HashMap<Uuid, (StartEntry, Position)>,
+    /// Keyed by request ids this gateway made (UUIDv7), so a fast hash is safe.
+    pending: FxHashMap<Uuid, (StartEntry, Position)>,
     /// Finished records read but not yet committed.
     batch: Vec<UsageRecord>,
     /// Checkpoint on disk.
@@ -177,7 +178,7 @@ impl Reader {
         Ok(Self {
             journal,
             pos: saved,
-            pending: HashMap::new(),
+            pending: FxHashMap::default(),
             batch: Vec::new(),
             saved,
             scratch: Vec::new(),

@@ -321,17 +321,18 @@ struct Rollup {
     cost_micros: i64,
 }
 
-type RollupKey = (Uuid, i64, Uuid, Uuid, Uuid, String, String);
+/// A daily rollup's identity, borrowed from the record (no allocation per record).
+type RollupKey<'a> = (Uuid, i64, Uuid, Uuid, Uuid, &'a str, &'a str);
 
-fn rollup_key(r: &UsageRecord) -> RollupKey {
+fn rollup_key(r: &UsageRecord) -> RollupKey<'_> {
     (
         r.org_id.as_uuid(),
         day_of(r.created_at),
         r.user_id.map_or(Uuid::nil(), |u| u.as_uuid()),
         r.team_id.map_or(Uuid::nil(), |t| t.as_uuid()),
         r.key_id.map_or(Uuid::nil(), |k| k.as_uuid()),
-        r.model.clone(),
-        r.currency.to_string(),
+        &r.model,
+        r.currency.as_str(),
     )
 }
 
@@ -416,7 +417,8 @@ impl Store {
                     .filter(|r| new_ids.remove(&r.request_id))
                     .collect()
             };
-            let mut rollups: HashMap<RollupKey, Rollup> = HashMap::new();
+            // SipHash kept: model names come from requests.
+            let mut rollups: HashMap<RollupKey<'_>, Rollup> = HashMap::new();
             for r in &inserted {
                 let t = rollups.entry(rollup_key(r)).or_default();
                 t.requests += 1;
@@ -444,8 +446,8 @@ impl Store {
                 .bind(user)
                 .bind(team)
                 .bind(key)
-                .bind(model)
-                .bind(currency)
+                .bind(*model)
+                .bind(*currency)
                 .bind(t.requests)
                 .bind(t.errors)
                 .bind(t.prompt_tokens)
