@@ -280,7 +280,12 @@ def main():
 
     cluster = sorted(
         (r for r in runs.values() if r.meta["section"] == "E"),
-        key=lambda r: (r.meta.get("rate") == "max", int(r.meta["rate"]) if r.meta.get("rate", "max").isdigit() else 0),
+        # by rate; the run without limits or budgets right after the full one at its rate
+        key=lambda r: (
+            r.meta.get("rate") == "max",
+            int(r.meta["rate"]) if r.meta.get("rate", "max").isdigit() else 0,
+            r.meta["id"].endswith("-none"),
+        ),
     )
     w("### E. Cluster: two AI Hub processes on PostgreSQL and Redis")
     w("")
@@ -296,7 +301,10 @@ def main():
                 "of the two instances at random. Requests served (whole phase): "
                 + " / ".join(f"{c} ({c * 100 / total:.0f} %)" for c in counts)
                 + ". The baseline is scenario A's mock-direct row at the same rate "
-                "(same run)."
+                "(same run). The row \"auth + metering only\" uses a key of a second "
+                "organization, one without limits or budgets, so no Redis call is on its "
+                "request path: next to the row above it, it shows what the shared limits and "
+                "budgets cost."
             )
             w("")
         w("| Rate (req/s) | Target | Achieved req/s | p50 | p99 | p99.9 | Errors | CPU µs/req (both) | PostgreSQL CPU µs/req | Peak RSS MiB (each) |")

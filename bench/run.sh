@@ -382,15 +382,15 @@ start_aihub() { # DIR → sets LAST_PID (not run in $(…): the process must be 
 BENCH_EMAIL="bench@example.com"
 BENCH_PASSWORD="bench-$(python3 -c 'import secrets; print(secrets.token_hex(12))')"
 
-# create_key DIR PORT [CHECKS] → prints a new API key (the user is created with the admin CLI
-# first). CHECKS: `none` (default: key auth and metering only), `limits` (RPM, TPM and
+# create_key DIR PORT [CHECKS [ORG]] → prints a new API key (the user is created with the admin
+# CLI first). CHECKS: `none` (default: key auth and metering only), `limits` (RPM, TPM and
 # concurrency limits on the key and on the org), or `all` (those limits, plus a budget on the key
 # and one on the org). The limits and budgets are far above what the benchmark uses: every check
-# runs on every request, none refuses.
+# runs on every request, none refuses. ORG: the organization's id (default: the user's first).
 create_key() {
   local base="http://127.0.0.1:$2" checks="${3:-none}" token org key
   token=$(bench_token "$2")
-  org=$(bench_org "$2" "$token")
+  org="${4:-$(bench_org "$2" "$token")}"
   key=$(curl -sf "$base/api/v1/orgs/$org/keys" -H "authorization: Bearer $token" \
     -H 'content-type: application/json' -d "{\"name\":\"bench-$checks\"}")
   local id
@@ -424,8 +424,13 @@ bench_token() { # PORT → a session token of the benchmark's user
     -d "{\"email\":\"$BENCH_EMAIL\",\"password\":\"$BENCH_PASSWORD\"}" | json 'd["token"]'
 }
 
-bench_org() { # PORT TOKEN → the id of the benchmark user's organization
+bench_org() { # PORT TOKEN → the id of the benchmark user's organization (its first: ids sort by creation)
   curl -sf "http://127.0.0.1:$1/api/v1/orgs" -H "authorization: Bearer $2" | json 'd["data"][0]["id"]'
+}
+
+create_org() { # PORT NAME → the id of a new organization of the benchmark's user
+  curl -sf "http://127.0.0.1:$1/api/v1/orgs" -H "authorization: Bearer $(bench_token "$1")" \
+    -H 'content-type: application/json' -d "{\"name\":\"$2\"}" | json 'd["id"]'
 }
 
 # price_model PORT: prices `bench-chat` as gpt-4o-mini is priced (USD 0.15 / 0.60 per million
@@ -642,6 +647,13 @@ key_prefix = \"aihub-bench-$STAMP-$$:\""
       "$duration" -- -c "$conns" "${SPREAD[@]}" "${POST[@]}" "${CL_AUTH[@]}" \
       -D "$WORK/chat.json" "$CLUSTER_URL"
   done
+  # The same cluster without Redis on the request path: a key of a second organization that has
+  # no limits or budgets (auth and metering only), so the two rows at $CHECK_RATE req/s show
+  # what the shared limits and budgets cost.
+  KEY_NONE=$(create_key "$WORK/node-a" "$A_PORT" none "$(create_org "$A_PORT" bench-no-limits)")
+  measure "e-$CHECK_RATE-cluster-none" E "AI Hub ×2, auth + metering only (no limits or budgets: no Redis)" \
+    cluster "$A_PID $B_PID" "$CHECK_RATE" "$D_CHECK" -- -c "$OPEN_CONNS" "${SPREAD[@]}" "${POST[@]}" \
+    -H "Authorization: Bearer $KEY_NONE" -D "$WORK/chat.json" "$CLUSTER_URL"
   check_metering m-cluster "cluster (2 × AI Hub, PostgreSQL)" "$DB_URL"
   check_budgets b-cluster "$A_PORT"
   python3 - "$RAW/e-split.json" "$WORK/node-a/journal" "$WORK/node-b/journal" <<'EOF'
