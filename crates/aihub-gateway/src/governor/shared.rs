@@ -10,10 +10,14 @@
 //! `MGET` for the rate cells, one `HMGET` and one `HSET` per ledger).
 //!
 //! Keys of one request all carry the organization's id as a hash tag (`{…}`), so they live in
-//! one slot. A budget's ledger is a hash (`spent`, `reserved`, and one `r:<request id>` field
-//! per reservation) plus a sorted set of reservation deadlines: a reservation whose instance
-//! died is released once its deadline passes. Missing ledgers are rebuilt from the database
-//! (the system of record), which the script asks for by returning their indices.
+//! one slot. A budget's ledger is a hash (`spent`, `reserved`, `sweep_at`) plus a sorted set of
+//! reservation deadlines whose members are `<request id>:<amount>`: a reservation whose
+//! instance died is released once its deadline passes, and the settlement, which knows the
+//! amount it reserved, frees it only if its member is still there. `sweep_at` is never later
+//! than the earliest deadline, so admissions look for expired reservations only once it has
+//! passed. (Reservations made before amounts travelled in the member have an `r:<request id>`
+//! field with the amount; a sweep still reads it.) Missing ledgers are rebuilt from the
+//! database (the system of record), which the script asks for by returning their indices.
 //!
 //! Every call is bounded by `redis.timeout_ms`; after a failure Redis is left alone for
 //! `redis.retry_after_failure_ms`, so an unreachable or frozen Redis costs requests nothing
@@ -53,6 +57,8 @@ local req = ARGV[1]
 local ttl_ms = tonumber(ARGV[2])
 local a = 3
 local k = 1
+-- `sweep_at` of a ledger without reservations: later than any deadline (2^53 - 1 ms)
+local NEVER = 9007199254740991
 
 local function gcra(limit, tat, cost)
   local t = math.max(math.floor(60000000 / limit), 1)
@@ -115,13 +121,13 @@ local nled = tonumber(ARGV[a]); a = a + 1
 local ledgers = {}
 local missing = {}
 for i = 1, nled do
-  local limit = tonumber(ARGV[a]); local amount = tonumber(ARGV[a + 1])
+  local limit = tonumber(ARGV[a]); local amount_s = ARGV[a + 1]; local amount = tonumber(amount_s)
   local base = ARGV[a + 2]; local expire_at = ARGV[a + 3]; local throttle = tonumber(ARGV[a + 4])
   a = a + 5
   local h = KEYS[k]; local z = KEYS[k + 1]; local tk = KEYS[k + 2]; k = k + 3
   -- a ledger is created with both fields: no `spent`, no ledger
-  local held = redis.call('HMGET', h, 'spent', 'reserved')
-  local spent, reserved = tonumber(held[1]), tonumber(held[2]) or 0
+  local held = redis.call('HMGET', h, 'spent', 'reserved', 'sweep_at')
+  local spent, reserved, sweep_at = tonumber(held[1]), tonumber(held[2]) or 0, tonumber(held[3])
   if not spent then
     if base == '' then
       missing[#missing + 1] = i - 1
@@ -130,10 +136,14 @@ for i = 1, nled do
       if expire_at ~= '' then
         redis.call('PEXPIREAT', h, expire_at)
       end
-      spent, reserved = tonumber(base), 0
+      -- deadlines left from a ledger that is gone would free what this one never reserved
+      redis.call('DEL', z)
+      spent, reserved, sweep_at = tonumber(base), 0, nil
     end
   end
-  ledgers[#ledgers + 1] = {h, z, tk, limit, amount, throttle, expire_at, spent, reserved}
+  -- the reservation's deadline member carries its amount (the argument's own digits)
+  local member = req .. ':' .. amount_s
+  ledgers[#ledgers + 1] = {h, z, tk, limit, amount, throttle, expire_at, spent, reserved, sweep_at, member}
 end
 if #missing > 0 then
   local r = {2}
@@ -142,18 +152,25 @@ if #missing > 0 then
 end
 for i, l in ipairs(ledgers) do
   local h, z = l[1], l[2]
-  -- release reservations whose instance never settled them
-  local expired = redis.call('ZRANGEBYSCORE', z, '-inf', now_ms)
-  if #expired > 0 then
+  -- release reservations whose instance never settled them: `sweep_at` is never later than the
+  -- earliest deadline, so before it there is nothing to release and nothing to read
+  if not l[10] or l[10] <= now_ms then
+    local expired = redis.call('ZRANGEBYSCORE', z, '-inf', now_ms)
     for _, m in ipairs(expired) do
-      local amt = redis.call('HGET', h, 'r:' .. m)
-      if amt then
-        l[9] = l[9] - tonumber(amt)
+      local amt = tonumber(string.match(m, ':(%d+)$'))
+      if not amt then
+        -- a reservation made before amounts travelled in the member: the amount is a field
+        amt = tonumber(redis.call('HGET', h, 'r:' .. m))
         redis.call('HDEL', h, 'r:' .. m)
       end
+      if amt then l[9] = l[9] - amt end
     end
-    redis.call('HSET', h, 'reserved', l[9])
-    redis.call('ZREMRANGEBYSCORE', z, '-inf', now_ms)
+    if #expired > 0 then
+      redis.call('ZREMRANGEBYSCORE', z, '-inf', now_ms)
+    end
+    local first = redis.call('ZRANGE', z, 0, 0, 'WITHSCORES')
+    l[10] = tonumber(first[2]) or NEVER
+    redis.call('HSET', h, 'reserved', l[9], 'sweep_at', l[10])
   end
   if refusal[1] == 0 and l[5] > 0 then
     local spent, reserved = l[8], l[9]
@@ -186,8 +203,13 @@ for _, key in ipairs(conc_keys) do
 end
 for _, l in ipairs(ledgers) do
   if l[5] > 0 then
-    redis.call('HSET', l[1], 'reserved', l[9] + l[5], 'r:' .. req, l[5])
-    redis.call('ZADD', l[2], now_ms + ttl_ms, req)
+    local deadline = now_ms + ttl_ms
+    if deadline < l[10] then
+      redis.call('HSET', l[1], 'reserved', l[9] + l[5], 'sweep_at', deadline)
+    else
+      redis.call('HSET', l[1], 'reserved', l[9] + l[5])
+    end
+    redis.call('ZADD', l[2], deadline, l[11])
     if l[7] ~= '' then redis.call('PEXPIREAT', l[2], l[7]) end
   end
 end
@@ -230,19 +252,19 @@ end
 local nled = tonumber(ARGV[a]); a = a + 1
 local r = {1}
 for i = 1, nled do
-  local counts_tokens = tonumber(ARGV[a]); a = a + 1
+  local counts_tokens = tonumber(ARGV[a]); local reserved_arg = ARGV[a + 1]; a = a + 2
   local h = KEYS[k]; local z = KEYS[k + 1]; k = k + 2
   local actual = cost
   if counts_tokens == 1 then actual = tokens end
-  local held = redis.call('HMGET', h, 'spent', 'reserved', 'r:' .. req)
+  local held = redis.call('HMGET', h, 'spent', 'reserved')
   local before = tonumber(held[1])
   if before then
     local after = before + actual
-    local amt = tonumber(held[3])
-    if amt then
+    local amt = tonumber(reserved_arg)
+    -- the reservation is freed once, and only while its deadline member is there (a sweep may
+    -- have released it already)
+    if amt > 0 and redis.call('ZREM', z, req .. ':' .. reserved_arg) == 1 then
       redis.call('HSET', h, 'spent', after, 'reserved', (tonumber(held[2]) or 0) - amt)
-      redis.call('HDEL', h, 'r:' .. req)
-      redis.call('ZREM', z, req)
     else
       redis.call('HSET', h, 'spent', after)
     end
@@ -439,7 +461,10 @@ impl Shared {
             let h = Self::ledger_key(&p, &l.key);
             let mut z = h.clone();
             z.push_str(":rz");
-            inv.key(h).key(z).arg(i32::from(l.counts_tokens()));
+            inv.key(h)
+                .key(z)
+                .arg(i32::from(l.counts_tokens()))
+                .arg(l.amount);
         }
         let reply: Vec<i64> = self.run(inv).await?;
         let mut out = Vec::new();
@@ -555,26 +580,75 @@ impl Shared {
             .unwrap()
     }
 
-    /// A ledger's `(spent, reserved)` and how many reservations it holds (fields and deadlines).
+    /// A ledger's `(spent, reserved)`, its reservations' deadline members, and its fields.
     pub(super) async fn ledger_state(
         &self,
         org: OrgId,
         key: &LedgerKey,
-    ) -> (i64, i64, usize, usize) {
+    ) -> (i64, i64, Vec<String>, Vec<String>) {
         let h = Self::ledger_key(&self.org_prefix(org), key);
         let mut conn = self.conn.clone();
-        let fields: Vec<String> = redis::cmd("HKEYS")
+        let mut fields: Vec<String> = redis::cmd("HKEYS")
             .arg(&h)
             .query_async(&mut conn)
             .await
             .unwrap();
-        let deadlines: usize = redis::cmd("ZCARD")
+        fields.sort();
+        let deadlines: Vec<String> = redis::cmd("ZRANGE")
             .arg(format!("{h}:rz"))
+            .arg(0)
+            .arg(-1)
             .query_async(&mut conn)
             .await
             .unwrap();
         let (spent, reserved) = self.ledger(org, key).await.unwrap().unwrap();
-        let reservations = fields.iter().filter(|f| f.starts_with("r:")).count();
-        (spent, reserved, reservations, deadlines)
+        (spent, reserved, deadlines, fields)
+    }
+
+    /// Adds a reservation as the previous version of the admission script wrote it (its amount
+    /// in an `r:<request id>` field, the request id alone as its deadline member), due already.
+    pub(super) async fn add_old_reservation(
+        &self,
+        org: OrgId,
+        key: &LedgerKey,
+        request_id: Uuid,
+        amount: i64,
+    ) {
+        let h = Self::ledger_key(&self.org_prefix(org), key);
+        let id = request_id.simple().to_string();
+        let mut conn = self.conn.clone();
+        let () = redis::pipe()
+            .cmd("HINCRBY")
+            .arg(&h)
+            .arg("reserved")
+            .arg(amount)
+            .ignore()
+            .cmd("HSET")
+            .arg(&h)
+            .arg(format!("r:{id}"))
+            .arg(amount)
+            .ignore()
+            .cmd("ZADD")
+            .arg(format!("{h}:rz"))
+            .arg(0)
+            .arg(&id)
+            .ignore()
+            .cmd("HDEL")
+            .arg(&h)
+            .arg("sweep_at")
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+
+    /// Drops a ledger's hash but not its deadlines (what an eviction would do).
+    pub(super) async fn evict_ledger(&self, org: OrgId, key: &LedgerKey) {
+        let h = Self::ledger_key(&self.org_prefix(org), key);
+        let () = redis::cmd("DEL")
+            .arg(&h)
+            .query_async(&mut self.conn.clone())
+            .await
+            .unwrap();
     }
 }

@@ -396,13 +396,18 @@ async fn redis_releases_what_a_dead_instance_held_and_settles_once() {
         vec![l],
     );
     let bases = [Some(100)];
+    let member = |id: Uuid| format!("{}:500", id.simple());
+    let fields = ["reserved", "spent", "sweep_at"].map(String::from).to_vec();
     // An instance admits a request and dies: its reservation's deadline is already due.
     let dead = Uuid::now_v7();
     assert!(matches!(
         s.admit(dead, &c, &bases, 0).await.unwrap(),
         Outcome::Admitted(_)
     ));
-    assert_eq!(s.ledger_state(c.org, &key).await, (100, 500, 1, 1));
+    assert_eq!(
+        s.ledger_state(c.org, &key).await,
+        (100, 500, vec![member(dead)], fields.clone())
+    );
     tokio::time::sleep(Duration::from_millis(5)).await;
     // The next request gets the slot and the budget back: 100 + 500 + 500 would be over 1000.
     let live = Uuid::now_v7();
@@ -410,7 +415,10 @@ async fn redis_releases_what_a_dead_instance_held_and_settles_once() {
         s.admit(live, &c, &bases, 60).await.unwrap(),
         Outcome::Admitted(_)
     ));
-    assert_eq!(s.ledger_state(c.org, &key).await, (100, 500, 1, 1));
+    assert_eq!(
+        s.ledger_state(c.org, &key).await,
+        (100, 500, vec![member(live)], fields.clone())
+    );
     // Settled at 200: the reservation becomes the cost, once however often it is sent.
     let settled = s.settle(live, &c, 60, 200).await.unwrap();
     assert_eq!(
@@ -422,7 +430,10 @@ async fn redis_releases_what_a_dead_instance_held_and_settles_once() {
         }]
     );
     assert!(s.settle(live, &c, 60, 200).await.unwrap().is_empty());
-    assert_eq!(s.ledger_state(c.org, &key).await, (300, 0, 0, 0));
+    assert_eq!(
+        s.ledger_state(c.org, &key).await,
+        (300, 0, vec![], fields.clone())
+    );
     // Its marker lives long enough for every retry, and not a day.
     let ttl = s.marker_pttl(c.org, live).await;
     assert!(ttl > 50_000 && ttl <= 60_000, "marker PTTL {ttl} ms");
@@ -436,5 +447,53 @@ async fn redis_releases_what_a_dead_instance_held_and_settles_once() {
             after: 400
         }]
     );
-    assert_eq!(s.ledger_state(c.org, &key).await, (400, 0, 0, 0));
+    assert_eq!(
+        s.ledger_state(c.org, &key).await,
+        (400, 0, vec![], fields.clone())
+    );
+
+    // A due reservation written the way the previous version did (amount in an `r:` field, no
+    // `sweep_at`) is released by the next admission, field and all.
+    let old = Uuid::now_v7();
+    s.add_old_reservation(c.org, &key, old, 300).await;
+    let next = Uuid::now_v7();
+    assert!(matches!(
+        s.admit(next, &c, &bases, 60).await.unwrap(),
+        Outcome::Admitted(_)
+    ));
+    assert_eq!(
+        s.ledger_state(c.org, &key).await,
+        (400, 500, vec![member(next)], fields.clone())
+    );
+
+    // A ledger rebuilt from the database (its hash evicted) drops the deadlines it did not
+    // reserve: settling a request of the lost ledger frees nothing of the new one.
+    s.evict_ledger(c.org, &key).await;
+    let fresh = Uuid::now_v7();
+    // (`next` still holds the one concurrency slot.)
+    let budget_only = Checks {
+        concurrency: vec![],
+        ..c.clone()
+    };
+    assert!(matches!(
+        s.admit(fresh, &budget_only, &bases, 60).await.unwrap(),
+        Outcome::Admitted(_)
+    ));
+    assert_eq!(
+        s.ledger_state(c.org, &key).await,
+        (100, 500, vec![member(fresh)], fields.clone())
+    );
+    let lost = s.settle(next, &c, 60, 50).await.unwrap();
+    assert_eq!(
+        lost,
+        vec![Settled {
+            index: 0,
+            before: 100,
+            after: 150
+        }]
+    );
+    assert_eq!(
+        s.ledger_state(c.org, &key).await,
+        (150, 500, vec![member(fresh)], fields)
+    );
 }
