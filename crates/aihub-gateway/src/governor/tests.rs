@@ -368,6 +368,23 @@ fn settlement_markers_outlive_every_retry() {
     );
 }
 
+/// Admits `id` in Redis, which must accept it.
+async fn admitted(s: &Shared, id: Uuid, c: &Checks, bases: &[Option<i64>], ttl_secs: u64) {
+    assert!(matches!(
+        s.admit(id, c, bases, ttl_secs).await.unwrap(),
+        Outcome::Admitted(_)
+    ));
+}
+
+/// What settling a request with one ledger reports: its spend moved from `before` to `after`.
+fn spend_moved(before: i64, after: i64) -> Vec<Settled> {
+    vec![Settled {
+        index: 0,
+        before,
+        after,
+    }]
+}
+
 #[cfg_attr(
     not(aihub_redis),
     ignore = "set AIHUB_TEST_REDIS_URL to run Redis tests"
@@ -400,10 +417,7 @@ async fn redis_releases_what_a_dead_instance_held_and_settles_once() {
     let fields = ["reserved", "spent", "sweep_at"].map(String::from).to_vec();
     // An instance admits a request and dies: its reservation's deadline is already due.
     let dead = Uuid::now_v7();
-    assert!(matches!(
-        s.admit(dead, &c, &bases, 0).await.unwrap(),
-        Outcome::Admitted(_)
-    ));
+    admitted(&s, dead, &c, &bases, 0).await;
     assert_eq!(
         s.ledger_state(c.org, &key).await,
         (100, 500, vec![member(dead)], fields.clone())
@@ -411,23 +425,15 @@ async fn redis_releases_what_a_dead_instance_held_and_settles_once() {
     tokio::time::sleep(Duration::from_millis(5)).await;
     // The next request gets the slot and the budget back: 100 + 500 + 500 would be over 1000.
     let live = Uuid::now_v7();
-    assert!(matches!(
-        s.admit(live, &c, &bases, 60).await.unwrap(),
-        Outcome::Admitted(_)
-    ));
+    admitted(&s, live, &c, &bases, 60).await;
     assert_eq!(
         s.ledger_state(c.org, &key).await,
         (100, 500, vec![member(live)], fields.clone())
     );
     // Settled at 200: the reservation becomes the cost, once however often it is sent.
-    let settled = s.settle(live, &c, 60, 200).await.unwrap();
     assert_eq!(
-        settled,
-        vec![Settled {
-            index: 0,
-            before: 100,
-            after: 300
-        }]
+        s.settle(live, &c, 60, 200).await.unwrap(),
+        spend_moved(100, 300)
     );
     assert!(s.settle(live, &c, 60, 200).await.unwrap().is_empty());
     assert_eq!(
@@ -438,14 +444,9 @@ async fn redis_releases_what_a_dead_instance_held_and_settles_once() {
     let ttl = s.marker_pttl(c.org, live).await;
     assert!(ttl > 50_000 && ttl <= 60_000, "marker PTTL {ttl} ms");
     // The dead instance's request, settled late, adds its cost without a reservation to free.
-    let late = s.settle(dead, &c, 60, 100).await.unwrap();
     assert_eq!(
-        late,
-        vec![Settled {
-            index: 0,
-            before: 300,
-            after: 400
-        }]
+        s.settle(dead, &c, 60, 100).await.unwrap(),
+        spend_moved(300, 400)
     );
     assert_eq!(
         s.ledger_state(c.org, &key).await,
@@ -457,10 +458,7 @@ async fn redis_releases_what_a_dead_instance_held_and_settles_once() {
     let old = Uuid::now_v7();
     s.add_old_reservation(c.org, &key, old, 300).await;
     let next = Uuid::now_v7();
-    assert!(matches!(
-        s.admit(next, &c, &bases, 60).await.unwrap(),
-        Outcome::Admitted(_)
-    ));
+    admitted(&s, next, &c, &bases, 60).await;
     assert_eq!(
         s.ledger_state(c.org, &key).await,
         (400, 500, vec![member(next)], fields.clone())
@@ -475,22 +473,14 @@ async fn redis_releases_what_a_dead_instance_held_and_settles_once() {
         concurrency: vec![],
         ..c.clone()
     };
-    assert!(matches!(
-        s.admit(fresh, &budget_only, &bases, 60).await.unwrap(),
-        Outcome::Admitted(_)
-    ));
+    admitted(&s, fresh, &budget_only, &bases, 60).await;
     assert_eq!(
         s.ledger_state(c.org, &key).await,
         (100, 500, vec![member(fresh)], fields.clone())
     );
-    let lost = s.settle(next, &c, 60, 50).await.unwrap();
     assert_eq!(
-        lost,
-        vec![Settled {
-            index: 0,
-            before: 100,
-            after: 150
-        }]
+        s.settle(next, &c, 60, 50).await.unwrap(),
+        spend_moved(100, 150)
     );
     assert_eq!(
         s.ledger_state(c.org, &key).await,
