@@ -106,6 +106,15 @@ fn ledger(limit: i64, amount: i64, throttle: Option<RateCheck>) -> LedgerCheck {
     }
 }
 
+/// What settling a request with one ledger reports: its spend moved from `before` to `after`.
+fn spend_moved(before: i64, after: i64) -> Vec<Settled> {
+    vec![Settled {
+        index: 0,
+        before,
+        after,
+    }]
+}
+
 async fn each_store(f: impl AsyncFn(Counters)) {
     f(Counters::Local(Local::default())).await;
     if let Ok(url) = std::env::var("AIHUB_TEST_REDIS_URL") {
@@ -262,15 +271,7 @@ async fn budgets_reserve_the_maximum_and_settle_the_actual_cost() {
             )
         ));
         // Settling at 50 frees 250; settling twice changes nothing in Redis (idempotent).
-        let settled = s.settle(a, &c, 0, 50).await;
-        assert_eq!(
-            settled,
-            vec![Settled {
-                index: 0,
-                before: 100,
-                after: 150
-            }]
-        );
+        assert_eq!(s.settle(a, &c, 0, 50).await, spend_moved(100, 150));
         if matches!(s, Counters::Shared(_)) {
             assert!(s.settle(a, &c, 0, 50).await.is_empty());
         }
@@ -374,15 +375,6 @@ async fn admitted(s: &Shared, id: Uuid, c: &Checks, bases: &[Option<i64>], ttl_s
         s.admit(id, c, bases, ttl_secs).await.unwrap(),
         Outcome::Admitted(_)
     ));
-}
-
-/// What settling a request with one ledger reports: its spend moved from `before` to `after`.
-fn spend_moved(before: i64, after: i64) -> Vec<Settled> {
-    vec![Settled {
-        index: 0,
-        before,
-        after,
-    }]
 }
 
 #[cfg_attr(
