@@ -261,8 +261,9 @@ for i = 1, nled do
   if before then
     local after = before + actual
     local amt = tonumber(reserved_arg)
-    -- the reservation is freed once, and only while its deadline member is there (a sweep may
-    -- have released it already)
+    -- the reservation is freed once, and only while its deadline member (`<request id>:<amount>`,
+    -- built from the same argument digits as in the admission script) is there: a sweep may
+    -- have released it already
     if amt > 0 and redis.call('ZREM', z, req .. ':' .. reserved_arg) == 1 then
       redis.call('HSET', h, 'spent', after, 'reserved', (tonumber(held[2]) or 0) - amt)
     else
