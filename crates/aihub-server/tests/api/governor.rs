@@ -490,9 +490,12 @@ async fn refusals_match_across_counter_stores(redis: Option<String>) {
     assert_eq!(header(&refused, "retry-after"), "1");
     assert_eq!(error_code(refused).await, "concurrency_limit_exceeded");
     // The slot is free again once the first has finished.
+    let third = app.v1("/v1/chat/completions", &key, chat(4)).await;
     assert_eq!(
-        app.v1("/v1/chat/completions", &key, chat(4)).await.status(),
-        StatusCode::OK
+        third.status(),
+        StatusCode::OK,
+        "{}",
+        third.text().await.unwrap()
     );
 
     // A per-model rate limit binds only that model.
