@@ -403,6 +403,11 @@ pub struct LimitsConfig {
     pub policy_cache_ttl_secs: u64,
     /// A reservation not settled within this time (its instance died) is released.
     pub reservation_ttl_secs: u64,
+    /// With Redis: each instance leases small shares of the shared rate limits, concurrency
+    /// limits and budgets and admits most requests from them, without a Redis round trip per
+    /// request (shares never add up to more than a limit; near a limit, requests go to Redis
+    /// one by one again). `false`: every request is checked in Redis.
+    pub leases: bool,
     /// With Redis unreachable or too slow: rate limits (default `open`: this instance's own
     /// counters apply).
     pub on_redis_error_limits: FailMode,
@@ -418,6 +423,7 @@ impl Default for LimitsConfig {
             default_max_output_tokens: 4096,
             policy_cache_ttl_secs: 10,
             reservation_ttl_secs: 900,
+            leases: true,
             on_redis_error_limits: FailMode::Open,
             on_redis_error_budgets: FailMode::Closed,
         }

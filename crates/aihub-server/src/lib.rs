@@ -139,8 +139,9 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, drains in-flight requests (and request tasks whose
-    /// clients left), then stops the background tasks — which flush what they hold: key usage
-    /// times, the journal's last fsync, the last usage batch — and closes the database.
+    /// clients left), gives limit and budget leases back, then stops the background tasks —
+    /// which flush what they hold: key usage times, the journal's last fsync, the last usage
+    /// batch — and closes the database.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let grace = Duration::from_secs(self.state.config.server.shutdown_grace_secs);
         let app = routes::router(self.state.clone());
@@ -149,6 +150,9 @@ impl Application {
         if !self.state.gateway.drain(grace).await {
             tracing::warn!("request tasks still running after the grace period");
         }
+        // Leases go back to Redis with the spend settled against them, so other instances
+        // can use them at once.
+        self.state.governor.release_leases(grace).await;
         self.stop_tasks.cancel();
         self.tasks.close();
         self.tasks.wait().await;

@@ -9,19 +9,22 @@
 //! Dropping an admission without settling it (a failed request) releases everything.
 //!
 //! Counters live in this process ([`local`], exact on one node) or in Redis ([`shared`], one
-//! script and one round trip per admission, exact across instances). Nothing here reads the
-//! database per request: an organization's policy is cached, and a budget's spend is read once
-//! per period and then kept current by the settlements.
+//! script and one round trip per admission, exact across instances). With Redis, each instance
+//! also leases small shares of the shared counters ([`lease`]) and admits most requests from
+//! them without a round trip. Nothing here reads the database per request: an organization's
+//! policy is cached, and a budget's spend is read once per period and then kept current by the
+//! settlements.
 
 mod checks;
 pub mod gcra;
 mod headers;
+mod lease;
 mod local;
 mod shared;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use aihub_core::config::{FailMode, LimitsConfig, RedisConfig};
 use aihub_core::governance::{BudgetRule, OrgPolicy, Period, ScopeType};
@@ -120,6 +123,8 @@ pub struct Rejection {
 enum Via {
     Local,
     Shared,
+    /// From this instance's leases of the shared counters.
+    Leased,
     /// Not taken anywhere (Redis failed and the fail mode let the request through).
     Skipped,
 }
@@ -139,6 +144,8 @@ struct Inner {
     generation: AtomicU64,
     local: Local,
     shared: Option<shared::Shared>,
+    /// With Redis and `limits.leases`.
+    leases: Option<Arc<lease::Leases>>,
     alerts: std::sync::RwLock<Option<AlertHook>>,
     /// (budget, period start) pairs whose refusal already raised the 100% alert here.
     exhausted: std::sync::Mutex<std::collections::HashSet<(Uuid, i64)>>,
@@ -165,6 +172,7 @@ impl Governor {
             Some(url) => Some(shared::Shared::new(url.expose(), redis)?),
             None => None,
         };
+        let leases = (shared.is_some() && config.leases).then(Arc::default);
         let policies = Cache::builder()
             .max_capacity(100_000)
             .time_to_live(Duration::from_secs(config.policy_cache_ttl_secs.max(1)))
@@ -177,6 +185,7 @@ impl Governor {
                 generation: AtomicU64::new(0),
                 local: Local::default(),
                 shared,
+                leases,
                 alerts: std::sync::RwLock::new(None),
                 exhausted: std::sync::Mutex::default(),
             }),
@@ -259,6 +268,13 @@ impl Governor {
             return Ok(done(RateHeaders::default(), Via::Skipped, Via::Skipped));
         }
         let now = now_us(demand.now);
+        if let Some(leases) = &self.inner.leases {
+            match leases.try_admit(&checks, Instant::now()) {
+                lease::Leased::Admitted(h) => return Ok(done(h, Via::Leased, Via::Leased)),
+                lease::Leased::Miss => self.start_leases(leases),
+                lease::Leased::Never => {}
+            }
+        }
         if let Some(shared) = &self.inner.shared {
             match self.admit_shared(shared, request_id, &checks).await {
                 Ok(Outcome::Admitted(h)) => return Ok(done(h, Via::Shared, Via::Shared)),
@@ -383,6 +399,12 @@ impl Governor {
     }
 
     fn settle(&self, p: &Pending, tokens: u64, cost: i64) {
+        if p.limits_via == Via::Leased {
+            if let Some(leases) = &self.inner.leases {
+                leases.settle(&p.checks, tokens, cost);
+            }
+            return;
+        }
         let now = now_us(aihub_core::time::now());
         let local = Parts {
             limits: p.limits_via == Via::Local,
@@ -514,9 +536,118 @@ impl Governor {
         Ok(status(spent, 0))
     }
 
+    /// Asks for a renewal of leases, starting the task that renews them on first use.
+    fn start_leases(&self, leases: &Arc<lease::Leases>) {
+        if !leases.started.swap(true, Ordering::AcqRel) {
+            tokio::spawn(renew_leases(Arc::downgrade(&self.inner), leases.clone()));
+        }
+        leases.kick.notify_one();
+    }
+
+    /// Renews the leases that are due (with `release`, gives every lease back), and waits for
+    /// those renewals.
+    async fn renew(&self, release: bool) {
+        let (Some(shared), Some(leases)) = (&self.inner.shared, &self.inner.leases) else {
+            return;
+        };
+        let due = leases.take_due(
+            shared,
+            Instant::now(),
+            release,
+            self.inner.config.reservation_ttl_secs,
+        );
+        let runs = due
+            .into_iter()
+            .map(|(org, r)| self.renew_org(shared, leases, org, r));
+        futures_util::future::join_all(runs).await;
+    }
+
+    async fn renew_org(
+        &self,
+        shared: &shared::Shared,
+        leases: &lease::Leases,
+        org: OrgId,
+        mut r: shared::Renewal,
+    ) {
+        for _ in 0..3 {
+            match shared.renew(org, &r).await {
+                Ok(shared::Renewed::NeedBase(missing)) => {
+                    for i in missing {
+                        let Some(x) = r.ledgers.get_mut(i) else { break };
+                        let Some(check) = lease::ledger_check(leases, org, &x.key) else {
+                            break;
+                        };
+                        let c = Checks {
+                            org,
+                            rates: Vec::new(),
+                            concurrency: Vec::new(),
+                            ledgers: Vec::new(),
+                        };
+                        match self.base(&c, &check).await {
+                            Ok(spent) => x.base = Some(spent),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "could not read past spend for a lease");
+                                leases.failed(org, r);
+                                return;
+                            }
+                        }
+                    }
+                }
+                Ok(granted) => {
+                    let moved = leases.apply(org, &r, &granted, Instant::now());
+                    for (check, settled) in moved {
+                        let c = Checks {
+                            org,
+                            rates: Vec::new(),
+                            concurrency: Vec::new(),
+                            ledgers: vec![check],
+                        };
+                        self.crossings(&c, &[settled]);
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, %org, "renewing leases in Redis failed; retrying");
+                    leases.failed(org, r);
+                    return;
+                }
+            }
+        }
+        leases.failed(org, r);
+    }
+
+    /// Gives every lease back to Redis (carrying the spend settled against them), for a
+    /// graceful shutdown; waits at most `within`.
+    pub async fn release_leases(&self, within: Duration) {
+        let Some(leases) = &self.inner.leases else {
+            return;
+        };
+        let deadline = Instant::now() + within;
+        while !leases.is_empty() && Instant::now() < deadline {
+            self.renew(true).await;
+            if !leases.is_empty() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
     /// Drops idle in-process state; run periodically.
     pub fn sweep(&self) {
         self.inner.local.sweep(now_us(aihub_core::time::now()));
+    }
+}
+
+/// Renews this instance's leases: every [`lease::RENEW_EVERY`], and when a request asks.
+async fn renew_leases(inner: Weak<Inner>, leases: Arc<lease::Leases>) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(lease::RENEW_EVERY) => {}
+            () = leases.kick.notified() => {}
+        }
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        Governor { inner }.renew(false).await;
     }
 }
 
@@ -694,5 +825,7 @@ impl std::fmt::Debug for Admission {
     }
 }
 
+#[cfg(test)]
+mod lease_tests;
 #[cfg(test)]
 mod tests;

@@ -49,16 +49,45 @@ pub enum SharedError {
     Base(String),
 }
 
-const ADMIT: &str = r"
+/// What the admission and lease scripts share: the time, and the release of a ledger's
+/// reservations (requests' or leases') whose deadline passed.
+const PRELUDE: &str = r"
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000000 + tonumber(now_parts[2])
 local now_ms = math.floor(now / 1000)
+-- `sweep_at` of a ledger without reservations: later than any deadline (2^53 - 1 ms)
+local NEVER = 9007199254740991
+
+-- Releases the reservations of ledger `h` whose deadline (in `z`) passed, and returns the
+-- ledger's `reserved` and `sweep_at` after it. `sweep_at` is never later than the earliest
+-- deadline, so before it there is nothing to release and nothing to read.
+local function sweep(h, z, reserved, sweep_at)
+  if sweep_at and sweep_at > now_ms then return reserved, sweep_at end
+  local expired = redis.call('ZRANGEBYSCORE', z, '-inf', now_ms)
+  for _, m in ipairs(expired) do
+    local amt = tonumber(string.match(m, ':(%d+)$'))
+    if not amt then
+      -- a reservation made before amounts travelled in the member: the amount is a field
+      amt = tonumber(redis.call('HGET', h, 'r:' .. m))
+      redis.call('HDEL', h, 'r:' .. m)
+    end
+    if amt then reserved = reserved - amt end
+  end
+  if #expired > 0 then
+    redis.call('ZREMRANGEBYSCORE', z, '-inf', now_ms)
+  end
+  local first = redis.call('ZRANGE', z, 0, 0, 'WITHSCORES')
+  sweep_at = tonumber(first[2]) or NEVER
+  redis.call('HSET', h, 'reserved', reserved, 'sweep_at', sweep_at)
+  return reserved, sweep_at
+end
+";
+
+const ADMIT: &str = r"
 local req = ARGV[1]
 local ttl_ms = tonumber(ARGV[2])
 local a = 3
 local k = 1
--- `sweep_at` of a ledger without reservations: later than any deadline (2^53 - 1 ms)
-local NEVER = 9007199254740991
 
 local function gcra(limit, tat, cost)
   local t = math.max(math.floor(60000000 / limit), 1)
@@ -151,27 +180,8 @@ if #missing > 0 then
   return r
 end
 for i, l in ipairs(ledgers) do
-  local h, z = l[1], l[2]
-  -- release reservations whose instance never settled them: `sweep_at` is never later than the
-  -- earliest deadline, so before it there is nothing to release and nothing to read
-  if not l[10] or l[10] <= now_ms then
-    local expired = redis.call('ZRANGEBYSCORE', z, '-inf', now_ms)
-    for _, m in ipairs(expired) do
-      local amt = tonumber(string.match(m, ':(%d+)$'))
-      if not amt then
-        -- a reservation made before amounts travelled in the member: the amount is a field
-        amt = tonumber(redis.call('HGET', h, 'r:' .. m))
-        redis.call('HDEL', h, 'r:' .. m)
-      end
-      if amt then l[9] = l[9] - amt end
-    end
-    if #expired > 0 then
-      redis.call('ZREMRANGEBYSCORE', z, '-inf', now_ms)
-    end
-    local first = redis.call('ZRANGE', z, 0, 0, 'WITHSCORES')
-    l[10] = tonumber(first[2]) or NEVER
-    redis.call('HSET', h, 'reserved', l[9], 'sweep_at', l[10])
-  end
+  -- release reservations whose instance never settled them
+  l[9], l[10] = sweep(l[1], l[2], l[9], l[10])
   if refusal[1] == 0 and l[5] > 0 then
     local spent, reserved = l[8], l[9]
     if spent + reserved + l[5] > l[4] then
@@ -279,6 +289,134 @@ end
 return r
 ";
 
+/// Renews an instance's leases of one organization (see [`super::lease`]): for each rate cell,
+/// gives back the units the instance did not use and takes up to `want` more; for each
+/// concurrency cell, replaces the instance's slot members `<instance>:<n>`; for each ledger,
+/// frees the old lease, adds the spend settled against it, and reserves the amounts still in
+/// flight plus a new share of the headroom (at most `1/share` of it, nothing if less than
+/// `least`) under the member `<instance>-<seq>:<amount>`, with a deadline like a request's.
+/// Idempotent: the reply is kept under a marker per renewal, so a retry after a lost reply gets
+/// the same answer and changes nothing.
+const LEASE: &str = r"
+local done = redis.call('GET', KEYS[1])
+if done then
+  local r = {}
+  for v in string.gmatch(done, '-?%d+') do r[#r + 1] = tonumber(v) end
+  return r
+end
+local inst = ARGV[1]
+local seq = ARGV[2]
+local deadline = now_ms + tonumber(ARGV[3])
+local key_ttl_ms = tonumber(ARGV[4])
+local marker_ttl_ms = ARGV[5]
+local share = tonumber(ARGV[6])
+local a = 7
+local k = 2
+
+local rates, concs, leds, missing = {}, {}, {}, {}
+local nrates = tonumber(ARGV[a]); a = a + 1
+for i = 1, nrates do
+  rates[i] = {KEYS[k], tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])}
+  k = k + 1; a = a + 3
+end
+local nconc = tonumber(ARGV[a]); a = a + 1
+for i = 1, nconc do
+  concs[i] = {KEYS[k], tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]),
+              tonumber(ARGV[a + 3])}
+  k = k + 1; a = a + 4
+end
+local nled = tonumber(ARGV[a]); a = a + 1
+for i = 1, nled do
+  local l = {h = KEYS[k], z = KEYS[k + 1], limit = tonumber(ARGV[a]), old = ARGV[a + 1],
+             used = tonumber(ARGV[a + 2]), keep = tonumber(ARGV[a + 3]),
+             want = tonumber(ARGV[a + 4]), least = tonumber(ARGV[a + 5]), base = ARGV[a + 6],
+             expire_at = ARGV[a + 7]}
+  k = k + 2; a = a + 8
+  local held = redis.call('HMGET', l.h, 'spent', 'reserved', 'sweep_at')
+  l.spent, l.reserved, l.sweep_at = tonumber(held[1]), tonumber(held[2]) or 0, tonumber(held[3])
+  if not l.spent then
+    if l.base == '' then missing[#missing + 1] = i - 1 else l.rebuild = true end
+  end
+  leds[i] = l
+end
+if #missing > 0 then
+  local r = {2}
+  for _, i in ipairs(missing) do r[#r + 1] = i end
+  return r
+end
+
+local r = {1}
+for _, c in ipairs(rates) do
+  local key, limit, give, want = c[1], c[2], c[3], c[4]
+  local t = math.max(math.floor(60000000 / limit), 1)
+  local tol = t * limit
+  local tat = tonumber(redis.call('GET', key)) or now
+  if tat < now then tat = now end
+  -- units given back (negative: tokens used beyond the estimate) move the cell back
+  tat = math.max(tat - give * t, now)
+  local g = math.max(math.min(want, math.floor((tol - (tat - now)) / t)), 0)
+  tat = tat + g * t
+  redis.call('SET', key, tat, 'PX', math.floor((tat - now) / 1000) + 1000)
+  r[#r + 1] = g
+  r[#r + 1] = math.max(math.floor((tol - (tat - now)) / t), 0)
+  r[#r + 1] = tat - now
+end
+for _, c in ipairs(concs) do
+  local key, limit, old_n, keep, want = c[1], c[2], c[3], c[4], c[5]
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now_ms)
+  if old_n > 0 then
+    local ms = {}
+    for j = 1, old_n do ms[j] = inst .. ':' .. j end
+    redis.call('ZREM', key, unpack(ms))
+  end
+  local g = math.max(math.min(want, limit - redis.call('ZCARD', key)), keep)
+  if g > 0 then
+    local args = {}
+    for j = 1, g do
+      args[#args + 1] = deadline
+      args[#args + 1] = inst .. ':' .. j
+    end
+    redis.call('ZADD', key, unpack(args))
+    redis.call('PEXPIRE', key, key_ttl_ms)
+  end
+  r[#r + 1] = g
+end
+for _, l in ipairs(leds) do
+  local spent, reserved, sweep_at = l.spent, l.reserved, l.sweep_at
+  if l.rebuild then
+    redis.call('HSET', l.h, 'spent', l.base, 'reserved', 0)
+    if l.expire_at ~= '' then redis.call('PEXPIREAT', l.h, l.expire_at) end
+    redis.call('DEL', l.z)
+    spent, reserved, sweep_at = tonumber(l.base), 0, nil
+  end
+  reserved, sweep_at = sweep(l.h, l.z, reserved, sweep_at)
+  -- the old lease is freed once, and only if a sweep did not release it already
+  if l.old ~= '' and redis.call('ZREM', l.z, l.old) == 1 then
+    reserved = reserved - tonumber(string.match(l.old, ':(%d+)$'))
+  end
+  local before = spent
+  spent = spent + l.used
+  local headroom = math.max(l.limit - spent - reserved - l.keep, 0)
+  local g = math.min(l.want, math.floor(headroom / share))
+  if g < l.least then g = 0 end
+  local total = l.keep + g
+  if total > 0 then
+    reserved = reserved + total
+    redis.call('ZADD', l.z, deadline, inst .. '-' .. seq .. ':' .. string.format('%d', total))
+    if deadline < sweep_at then sweep_at = deadline end
+    if l.expire_at ~= '' then redis.call('PEXPIREAT', l.z, l.expire_at) end
+  end
+  redis.call('HSET', l.h, 'spent', spent, 'reserved', reserved, 'sweep_at', sweep_at)
+  r[#r + 1] = total
+  r[#r + 1] = before
+  r[#r + 1] = spent
+end
+local kept = {}
+for i, v in ipairs(r) do kept[i] = string.format('%d', v) end
+redis.call('SET', KEYS[1], table.concat(kept, ','), 'PX', marker_ttl_ms)
+return r
+";
+
 /// The shortest time a settlement marker (`s:<request id>`, one small key per request) is kept.
 const MARKER_TTL_MIN: Duration = Duration::from_secs(60);
 
@@ -295,6 +433,9 @@ pub struct Shared {
     conn: ConnectionManager,
     admit: Arc<redis::Script>,
     settle: Arc<redis::Script>,
+    lease: Arc<redis::Script>,
+    /// This process's name in lease members (new at every start).
+    instance: Arc<str>,
     prefix: Arc<str>,
     timeout: Duration,
     /// How long Redis remembers that a request was settled, in ms (see [`marker_ttl`]).
@@ -318,8 +459,10 @@ impl Shared {
             .map_err(|e| format!("redis: {e}"))?;
         Ok(Self {
             conn,
-            admit: Arc::new(redis::Script::new(ADMIT)),
+            admit: Arc::new(redis::Script::new(&format!("{PRELUDE}{ADMIT}"))),
             settle: Arc::new(redis::Script::new(SETTLE)),
+            lease: Arc::new(redis::Script::new(&format!("{PRELUDE}{LEASE}"))),
+            instance: Uuid::now_v7().simple().to_string().into(),
             prefix: config.key_prefix.clone().into(),
             timeout,
             marker_ttl_ms: u64::try_from(marker_ttl(timeout).as_millis()).unwrap_or(u64::MAX),
@@ -485,6 +628,56 @@ impl Shared {
         Ok(out)
     }
 
+    /// The deadline member of this instance's lease `seq` of `amount` on a ledger.
+    pub fn lease_member(&self, seq: u64, amount: i64) -> String {
+        format!("{}-{seq}:{amount}", self.instance)
+    }
+
+    /// Renews this instance's leases of one organization (idempotent per `seq`).
+    pub async fn renew(&self, org: OrgId, r: &Renewal) -> Result<Renewed, SharedError> {
+        let p = self.org_prefix(org);
+        let mut inv = self.lease.prepare_invoke();
+        inv.key(format!("{p}ls:{}-{}", self.instance, r.seq));
+        inv.arg(&*self.instance)
+            .arg(r.seq)
+            .arg(u64::try_from(r.ttl.as_millis()).unwrap_or(u64::MAX))
+            .arg(r.key_ttl_secs.saturating_mul(1000))
+            .arg(self.marker_ttl_ms)
+            .arg(r.share);
+        inv.arg(r.rates.len());
+        for x in &r.rates {
+            inv.key(Self::cell_key(&p, &x.cell))
+                .arg(x.per_minute.max(1))
+                .arg(x.give)
+                .arg(x.want);
+        }
+        inv.arg(r.concurrency.len());
+        for x in &r.concurrency {
+            inv.key(Self::cell_key(&p, &x.cell))
+                .arg(x.limit)
+                .arg(x.old)
+                .arg(x.keep)
+                .arg(x.want);
+        }
+        inv.arg(r.ledgers.len());
+        for x in &r.ledgers {
+            let h = Self::ledger_key(&p, &x.key);
+            let mut z = h.clone();
+            z.push_str(":rz");
+            inv.key(h).key(z);
+            inv.arg(x.limit)
+                .arg(x.old.as_deref().unwrap_or(""))
+                .arg(x.used)
+                .arg(x.keep)
+                .arg(x.want)
+                .arg(x.least)
+                .arg(x.base.map_or(String::new(), |b| b.to_string()))
+                .arg(x.expire_at.map_or(String::new(), |e| e.to_string()));
+        }
+        let reply: Vec<i64> = self.run(inv).await?;
+        decode_renewal(r, &reply)
+    }
+
     /// A ledger's `(spent, reserved)`, if Redis holds it.
     pub async fn ledger(
         &self,
@@ -507,6 +700,111 @@ impl Shared {
                 u64::try_from(self.timeout.as_millis()).unwrap_or(0),
             )),
         }
+    }
+}
+
+/// One renewal of an instance's leases of an organization (see [`Shared::renew`]).
+#[derive(Debug, Clone)]
+pub struct Renewal {
+    pub seq: u64,
+    /// How long a lease lasts if it is not renewed (its instance died).
+    pub ttl: Duration,
+    /// Lifetime of a concurrency cell's key (the reservation TTL, as for requests).
+    pub key_ttl_secs: u64,
+    /// A ledger lease takes at most `1/share` of the ledger's headroom.
+    pub share: i64,
+    pub rates: Vec<RateRenewal>,
+    pub concurrency: Vec<ConcurrencyRenewal>,
+    pub ledgers: Vec<LedgerRenewal>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RateRenewal {
+    pub cell: super::checks::Cell,
+    pub per_minute: u64,
+    /// Units given back (negative: used beyond what was taken).
+    pub give: i64,
+    pub want: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConcurrencyRenewal {
+    pub cell: super::checks::Cell,
+    pub limit: u64,
+    /// Slots the instance held until now.
+    pub old: u64,
+    /// Slots in use, kept whatever the limit.
+    pub keep: u64,
+    /// Slots wanted in all.
+    pub want: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct LedgerRenewal {
+    pub key: LedgerKey,
+    pub limit: i64,
+    /// The member of the lease being replaced.
+    pub old: Option<String>,
+    /// Spend settled against the old lease since the last renewal.
+    pub used: i64,
+    /// Amounts reserved by requests still in flight, kept whatever the headroom.
+    pub keep: i64,
+    pub want: i64,
+    pub least: i64,
+    /// Spend read from the database, used only if Redis does not hold the ledger.
+    pub base: Option<i64>,
+    pub expire_at: Option<i64>,
+}
+
+/// What a renewal granted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Renewed {
+    /// Nothing was done: these ledgers (indices into `Renewal::ledgers`) need their spend.
+    NeedBase(Vec<usize>),
+    Granted {
+        /// Per rate cell: units granted, units left in the cell after it, and µs until full.
+        rates: Vec<(u64, u64, i64)>,
+        /// Per concurrency cell: slots now held.
+        concurrency: Vec<u64>,
+        /// Per ledger: the new lease's amount (0: none), the spend before and after.
+        ledgers: Vec<(i64, i64, i64)>,
+    },
+}
+
+fn decode_renewal(r: &Renewal, reply: &[i64]) -> Result<Renewed, SharedError> {
+    let bad = || SharedError::Redis("unexpected reply from the lease script".into());
+    let to_u64 = |v: i64| u64::try_from(v).map_err(|_| bad());
+    match reply {
+        [2, missing @ ..] => Ok(Renewed::NeedBase(
+            missing
+                .iter()
+                .map(|&i| usize::try_from(i).map_err(|_| bad()))
+                .collect::<Result<_, _>>()?,
+        )),
+        [1, rest @ ..]
+            if rest.len() == 3 * r.rates.len() + r.concurrency.len() + 3 * r.ledgers.len() =>
+        {
+            let (rates, rest) = rest.split_at(3 * r.rates.len());
+            let (conc, leds) = rest.split_at(r.concurrency.len());
+            Ok(Renewed::Granted {
+                rates: rates
+                    .chunks_exact(3)
+                    .map(|c| match *c {
+                        [granted, left, reset] => Ok((to_u64(granted)?, to_u64(left)?, reset)),
+                        _ => Err(bad()),
+                    })
+                    .collect::<Result<_, SharedError>>()?,
+                concurrency: conc.iter().map(|&c| to_u64(c)).collect::<Result<_, _>>()?,
+                ledgers: leds
+                    .chunks_exact(3)
+                    .map(|c| match *c {
+                        [total, before, after] => Ok((total, before, after)),
+                        _ => Err(bad()),
+                    })
+                    .collect::<Result<_, SharedError>>()?,
+            })
+        }
+        _ => Err(bad()),
     }
 }
 
@@ -641,6 +939,17 @@ impl Shared {
             .query_async(&mut conn)
             .await
             .unwrap();
+    }
+
+    /// The members of a concurrency cell (requests and lease slots).
+    pub(super) async fn cell_members(&self, org: OrgId, cell: &super::checks::Cell) -> Vec<String> {
+        redis::cmd("ZRANGE")
+            .arg(Self::cell_key(&self.org_prefix(org), cell))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.conn.clone())
+            .await
+            .unwrap()
     }
 
     /// Drops a ledger's hash but not its deadlines (what an eviction would do).

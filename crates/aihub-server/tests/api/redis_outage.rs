@@ -108,6 +108,9 @@ async fn redis_frozen_or_stopped_follows_the_fail_modes() {
         c.redis.url = Some(aihub_core::secret::Secret::new(url));
         c.redis.timeout_ms = 50;
         c.redis.retry_after_failure_ms = 300;
+        // Every request goes to Redis (with leases, requests the leases cover would still
+        // be served while it is down).
+        c.limits.leases = false;
     })
     .await;
     let (who, limited) = app.user_with_key("redis@example.com", None).await;
