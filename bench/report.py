@@ -86,6 +86,12 @@ class Run:
             return None
         return self.meta["postgres_cpu_ticks"] / self.meta["clk_tck"] * 1e6 / self.responses
 
+    def redis_per_req(self, field, scale=1):
+        """Redis commands (or CPU µs, with `scale` 1e6) per response over a cluster run."""
+        if not self.oha or not self.responses or field not in self.meta:
+            return None
+        return self.meta[field] * scale / self.responses
+
     @property
     def rss_mib(self):
         if not self.oha:
@@ -280,11 +286,12 @@ def main():
 
     cluster = sorted(
         (r for r in runs.values() if r.meta["section"] == "E"),
-        # by rate; the run without limits or budgets right after the full one at its rate
+        # by rate; at the full run's rate, the one with leases off, then the one without limits
+        # or budgets, right after it
         key=lambda r: (
             r.meta.get("rate") == "max",
             int(r.meta["rate"]) if r.meta.get("rate", "max").isdigit() else 0,
-            r.meta["id"].endswith("-none"),
+            {"redis": 1, "none": 2}.get(r.meta["id"].rsplit("-", 1)[-1], 0),
         ),
     )
     w("### E. Cluster: two AI Hub processes on PostgreSQL and Redis")
@@ -301,21 +308,26 @@ def main():
                 "of the two instances at random. Requests served (whole phase): "
                 + " / ".join(f"{c} ({c * 100 / total:.0f} %)" for c in counts)
                 + ". The baseline is scenario A's mock-direct row at the same rate "
-                "(same run). The row \"auth + metering only\" uses a key of a second "
+                "(same run). Every check is on, and each instance admits most requests from "
+                "its leases of the shared limits and budgets (`limits.leases`, the default). "
+                "The row \"leases off\" is the same key on the same two instances restarted "
+                "with `limits.leases = false`: every request checked in Redis, one round trip "
+                "on its path. The row \"auth + metering only\" uses a key of a second "
                 "organization, one without limits or budgets, so no Redis call is on its "
-                "request path: next to the row above it, it shows what the shared limits and "
-                "budgets cost."
+                "request path: it shows what the shared limits and budgets cost at all."
             )
             w("")
-        w("| Rate (req/s) | Target | Achieved req/s | p50 | p99 | p99.9 | Errors | CPU µs/req (both) | PostgreSQL CPU µs/req | Peak RSS MiB (each) |")
-        w("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        w("| Rate (req/s) | Target | Achieved req/s | p50 | p99 | p99.9 | Errors | CPU µs/req (both) | PostgreSQL CPU µs/req | Redis CPU µs/req | Redis commands/req | Peak RSS MiB (each) |")
+        w("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in cluster:
             rate = r.meta["rate"]
             base = runs.get(f"a-{rate}-direct") if rate != "max" else runs.get("b-direct")
             w(
                 f"| {rate} | {r.label} | {fmt(r.rps, 0)}{saturated(r)} | "
                 + " | ".join(fmt(r.pct(p)) for p in PCTS)
-                + f" | {r.errors} | {cpu_cell(r)} | {fmt(r.pg_cpu_us_per_req, 0)} | {r.rss_mib} |"
+                + f" | {r.errors} | {cpu_cell(r)} | {fmt(r.pg_cpu_us_per_req, 0)}"
+                + f" | {fmt(r.redis_per_req('redis_cpu_s', 1e6), 0)}"
+                + f" | {fmt(r.redis_per_req('redis_commands'), 2)} | {r.rss_mib} |"
             )
             if base:
                 w(
@@ -323,7 +335,7 @@ def main():
                     + " | ".join(
                         "**" + fmt_delta(r.pct(p) - base.pct(p)) + "**" for p in PCTS
                     )
-                    + " | | | | |"
+                    + " | | | | | | |"
                 )
     w("")
 

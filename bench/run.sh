@@ -257,6 +257,15 @@ postgres_pids() {
 
 hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 
+# redis_stats → "COMMANDS CPU_SECONDS": commands Redis has executed (those inside scripts
+# included) and its CPU time (user + system) so far.
+redis_stats() {
+  redis-cli -u "$REDIS_URL" INFO all 2>/dev/null | tr -d '\r' | awk -F'[:=,]' '
+    /^cmdstat_/ {calls += $3}
+    /^used_cpu_(user|sys):/ {cpu += $2}
+    END {printf "%d %.6f\n", calls, cpu}'
+}
+
 # Resets the peak-RSS counter, so VmHWM after a run is the peak of that run (Linux ≥ 4.0).
 reset_hwm() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null || true; }
 
@@ -269,8 +278,9 @@ measure() {
   local url="${!#}" metered=False
   # Chat requests through AI Hub each leave one usage record (checked by check_metering).
   case "$target" in aihub | cluster) [[ "$url" == */v1/chat/completions ]] && metered=True ;; esac
-  local pid pg_pids="" t0 t1 pg0=0 pg1=0 w0 w1 hwm=()
+  local pid pg_pids="" t0 t1 pg0=0 pg1=0 w0 w1 hwm=() r0="0 0" r1="0 0"
   [ "$target" = cluster ] && pg_pids="$(postgres_pids | tr '\n' ' ')"
+  [ "$target" = cluster ] && r0=$(redis_stats)
   for pid in $pids; do reset_hwm "$pid"; done
   log "$section: $label${rate:+ @ $rate req/s} for $duration"
   # shellcheck disable=SC2086 # lists of PIDs
@@ -288,6 +298,7 @@ measure() {
   t1=$(cpu_ticks $pids)
   # shellcheck disable=SC2086
   [ -n "$pg_pids" ] && pg1=$(cpu_ticks $pg_pids)
+  [ "$target" = cluster ] && r1=$(redis_stats)
   for pid in $pids; do hwm+=("$(hwm_kb "$pid")"); done
   python3 - "$RAW/$id.meta.json" <<EOF
 import json, sys
@@ -296,6 +307,7 @@ json.dump({
     "setup": "$SETUP", "url": "$url", "metered": $metered,
     "rate": "$rate", "duration": "$duration", "wall_s": $w1 - $w0,
     "cpu_ticks": $t1 - $t0, "postgres_cpu_ticks": $pg1 - $pg0, "clk_tck": $CLK_TCK,
+    "redis_commands": ${r1% *} - ${r0% *}, "redis_cpu_s": ${r1#* } - ${r0#* },
     "hwm_kb": [$(IFS=,; echo "${hwm[*]}")], "pids": "$pids".split(),
 }, open(sys.argv[1], "w"), indent=1)
 EOF
@@ -654,6 +666,23 @@ key_prefix = \"aihub-bench-$STAMP-$$:\""
   measure "e-$CHECK_RATE-cluster-none" E "AI Hub ×2, auth + metering only (no limits or budgets: no Redis)" \
     cluster "$A_PID $B_PID" "$CHECK_RATE" "$D_CHECK" -- -c "$OPEN_CONNS" "${SPREAD[@]}" "${POST[@]}" \
     -H "Authorization: Bearer $KEY_NONE" -D "$WORK/chat.json" "$CLUSTER_URL"
+  # The same cluster with leases off (`limits.leases = false`): every request of the key with
+  # all checks is checked in Redis, one round trip on its path, so the row shows what leases
+  # save. (Stopping the instances first gives their leases back.)
+  stop "$A_PID" "$B_PID"
+  export AIHUB__LIMITS__LEASES=false
+  start_aihub "$WORK/node-a"
+  A_PID=$LAST_PID
+  start_aihub "$WORK/node-b"
+  B_PID=$LAST_PID
+  unset AIHUB__LIMITS__LEASES
+  wait_http "http://127.0.0.1:$A_PORT/readyz" "AI Hub A"
+  wait_http "http://127.0.0.1:$B_PORT/readyz" "AI Hub B"
+  measure warm-cluster-redis warmup "warm-up" cluster "$A_PID $B_PID" 1000 "$D_WARM" -- \
+    -c "$OPEN_CONNS" "${SPREAD[@]}" "${POST[@]}" "${CL_AUTH[@]}" -D "$WORK/chat.json" "$CLUSTER_URL"
+  measure "e-$CHECK_RATE-cluster-redis" E "AI Hub ×2, leases off (every request checked in Redis)" \
+    cluster "$A_PID $B_PID" "$CHECK_RATE" "$D_CHECK" -- -c "$OPEN_CONNS" "${SPREAD[@]}" "${POST[@]}" \
+    "${CL_AUTH[@]}" -D "$WORK/chat.json" "$CLUSTER_URL"
   check_metering m-cluster "cluster (2 × AI Hub, PostgreSQL)" "$DB_URL"
   check_budgets b-cluster "$A_PORT"
   python3 - "$RAW/e-split.json" "$WORK/node-a/journal" "$WORK/node-b/journal" <<'EOF'
