@@ -64,9 +64,6 @@ const CONCURRENCY_MAX_SPARE: u64 = 64;
 const LEDGER_SHARE: i64 = 16;
 const LEDGER_WANT_REQUESTS: i64 = 256;
 const LEDGER_LEAST_REQUESTS: i64 = 8;
-/// While a renewal is in flight, a ledger lease admits at most this fraction of what it wants
-/// (the renewal keeps that much reserved for them).
-const LEDGER_FLIGHT_DIVISOR: i64 = 8;
 
 #[derive(Debug)]
 struct RateLease {
@@ -546,13 +543,20 @@ fn build(
         });
     }
     for (key, l) in &mut org.ledgers {
+        // While the renewal is in flight, the lease goes on admitting from what it has free,
+        // which the renewal keeps reserved; it asks for the rest of what it wants. Idle, or
+        // near the end of the ledger, it keeps only what is in flight.
         let flight = if idle(l.last_use) || l.tight {
             0
         } else {
-            l.free().clamp(0, l.want / LEDGER_FLIGHT_DIVISOR)
+            l.free().max(0)
         };
         l.flight = Some(flight);
-        let want = if idle(l.last_use) { 0 } else { l.want };
+        let want = if idle(l.last_use) {
+            0
+        } else {
+            (l.want - flight).max(0)
+        };
         r.ledgers.push(LedgerRenewal {
             key: *key,
             limit: l.check.limit,
@@ -560,7 +564,7 @@ fn build(
             used: l.used,
             keep: l.inflight + flight,
             want,
-            least: l.least,
+            least: l.least.min(want),
             base: None,
             expire_at: super::expiry_ms(&l.check),
         });

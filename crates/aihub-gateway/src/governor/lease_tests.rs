@@ -559,3 +559,59 @@ async fn a_renewal_counts_once_and_a_dead_instances_lease_is_released() {
     let (spent, reserved, members, _) = s.ledger_state(org, &key).await;
     assert_eq!((spent, reserved, members.len()), (984_000, 16_000, 1));
 }
+
+#[cfg_attr(
+    not(aihub_redis),
+    ignore = "set AIHUB_TEST_REDIS_URL to run Redis tests"
+)]
+#[tokio::test]
+async fn a_failed_renewal_is_sent_again_and_the_leases_cover_only_what_they_hold() {
+    let o = org(64_000, 100_000_000, 1000, 100_000_000);
+    let g = instance(&o, &redis_url(), &prefix(), true);
+    let s = g.inner.shared.as_ref().unwrap();
+    let key = LedgerKey {
+        id: o.budget.id,
+        kind: LedgerKind::Budget,
+        period_start_ms: Period::Monthly.start(Utc::now()).timestamp_millis(),
+    };
+    let d = demand(&o, 100, 1000);
+    warm(&g, &d).await;
+    let leased = || async {
+        let a = g.admit(Uuid::now_v7(), &d).await.unwrap();
+        assert_eq!(via(&a), Via::Leased);
+        a.settle(80, 700);
+    };
+    for _ in 0..5 {
+        leased().await;
+    }
+    // Redis now fails every script on the ledger: renewals fail and are kept for a retry.
+    s.break_ledger(o.scopes.org, &key).await;
+    tokio::time::sleep(lease::RENEW_EVERY * 3).await;
+    // Meanwhile the leases still admit what they have free (which the renewal in flight keeps
+    // reserved: at most the 256 requests the ledger lease wants), and no more.
+    let mut admitted = 0;
+    loop {
+        let a = g.admit(Uuid::now_v7(), &d).await;
+        match a {
+            Ok(a) if via(&a) == Via::Leased => {
+                admitted += 1;
+                a.settle(80, 700);
+            }
+            // The Redis path fails on the broken ledger (budgets fail closed).
+            Err(r) => {
+                assert_eq!(r.error.code, "budget_unavailable");
+                break;
+            }
+            Ok(a) => panic!("admitted through {:?}", via(&a)),
+        }
+        assert!(admitted <= 256, "the leases admitted more than they hold");
+    }
+    assert!(admitted >= 1, "nothing was admitted from the leases");
+    // Repaired (the ledger is rebuilt from the database, which knows of no spend here): the
+    // retried renewal carries what was settled before, the next ones the rest.
+    s.evict_ledger(o.scopes.org, &key).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    g.release_leases(Duration::from_secs(5)).await;
+    let total = i64::from(5 + admitted) * 700;
+    assert_eq!(budget_figures(&g, &o.budget).await, (total, 0));
+}

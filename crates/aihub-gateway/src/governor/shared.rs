@@ -417,6 +417,9 @@ redis.call('SET', KEYS[1], table.concat(kept, ','), 'PX', marker_ttl_ms)
 return r
 ";
 
+/// The shortest wait for a lease renewal's answer (else 20 times `redis.timeout_ms`).
+const BACKGROUND_TIMEOUT_MIN: Duration = Duration::from_secs(1);
+
 /// The shortest time a settlement marker (`s:<request id>`, one small key per request) is kept.
 const MARKER_TTL_MIN: Duration = Duration::from_secs(60);
 
@@ -431,6 +434,10 @@ pub(super) fn marker_ttl(timeout: Duration) -> Duration {
 #[derive(Clone)]
 pub struct Shared {
     conn: ConnectionManager,
+    /// Lease renewals: off the request path, on a connection of their own with a longer
+    /// timeout ([`BACKGROUND_TIMEOUT_MIN`]), and never marking Redis down for requests.
+    background: ConnectionManager,
+    background_timeout: Duration,
     admit: Arc<redis::Script>,
     settle: Arc<redis::Script>,
     lease: Arc<redis::Script>,
@@ -450,15 +457,20 @@ impl Shared {
     pub fn new(url: &str, config: &RedisConfig) -> Result<Self, String> {
         let client = redis::Client::open(url).map_err(|e| format!("invalid redis.url: {e}"))?;
         let timeout = Duration::from_millis(config.timeout_ms.max(1));
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(200));
-        let conn = ConnectionManager::new_lazy_with_config(client, manager_config)
-            .map_err(|e| format!("redis: {e}"))?;
+        let manager = |timeout| {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(timeout))
+                .set_response_timeout(Some(timeout))
+                .set_number_of_retries(1)
+                .set_max_delay(Duration::from_millis(200));
+            ConnectionManager::new_lazy_with_config(client.clone(), config)
+                .map_err(|e| format!("redis: {e}"))
+        };
+        let background_timeout = (timeout * 20).max(BACKGROUND_TIMEOUT_MIN);
         Ok(Self {
-            conn,
+            conn: manager(timeout)?,
+            background: manager(background_timeout)?,
+            background_timeout,
             admit: Arc::new(redis::Script::new(&format!("{PRELUDE}{ADMIT}"))),
             settle: Arc::new(redis::Script::new(SETTLE)),
             lease: Arc::new(redis::Script::new(&format!("{PRELUDE}{LEASE}"))),
@@ -476,6 +488,22 @@ impl Shared {
 
     fn elapsed_us(&self) -> i64 {
         i64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(i64::MAX)
+    }
+
+    /// Runs one background script invocation (a lease renewal): a slow answer is waited for,
+    /// and a failure does not keep requests away from Redis.
+    async fn run_background<T: redis::FromRedisValue>(
+        &self,
+        inv: redis::ScriptInvocation<'_>,
+    ) -> Result<T, SharedError> {
+        let mut conn = self.background.clone();
+        match tokio::time::timeout(self.background_timeout, inv.invoke_async(&mut conn)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(SharedError::Redis(e.to_string())),
+            Err(_) => Err(SharedError::Timeout(
+                u64::try_from(self.background_timeout.as_millis()).unwrap_or(0),
+            )),
+        }
     }
 
     /// Runs one script invocation within the timeout, honouring and updating the cool-down.
@@ -674,7 +702,7 @@ impl Shared {
                 .arg(x.base.map_or(String::new(), |b| b.to_string()))
                 .arg(x.expire_at.map_or(String::new(), |e| e.to_string()));
         }
-        let reply: Vec<i64> = self.run(inv).await?;
+        let reply: Vec<i64> = self.run_background(inv).await?;
         decode_renewal(r, &reply)
     }
 
@@ -950,6 +978,17 @@ impl Shared {
             .query_async(&mut self.conn.clone())
             .await
             .unwrap()
+    }
+
+    /// Replaces a ledger's hash with a string, so that every script touching it fails.
+    pub(super) async fn break_ledger(&self, org: OrgId, key: &LedgerKey) {
+        let h = Self::ledger_key(&self.org_prefix(org), key);
+        let () = redis::cmd("SET")
+            .arg(&h)
+            .arg("not a ledger")
+            .query_async(&mut self.conn.clone())
+            .await
+            .unwrap();
     }
 
     /// Drops a ledger's hash but not its deadlines (what an eviction would do).
