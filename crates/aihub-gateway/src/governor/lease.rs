@@ -234,7 +234,9 @@ impl Leases {
         if valid && rates_ok && conc_ok && ledgers_ok {
             for r in &c.rates {
                 if let Some(l) = org.rates.get_mut(&r.cell) {
-                    l.units -= i64::try_from(r.cost).unwrap_or(i64::MAX);
+                    l.units = l
+                        .units
+                        .saturating_sub(i64::try_from(r.cost).unwrap_or(i64::MAX));
                     l.per_minute = r.per_minute;
                     l.last_use = now;
                 }
@@ -248,9 +250,9 @@ impl Leases {
             }
             for x in &c.ledgers {
                 if let Some(l) = org.ledgers.get_mut(&x.key) {
-                    l.inflight += x.amount;
+                    l.inflight = l.inflight.saturating_add(x.amount);
                     if let Some(d) = &mut l.flight {
-                        *d -= x.amount;
+                        *d = d.saturating_sub(x.amount);
                     }
                     l.check.limit = x.limit;
                     l.last_use = now;
@@ -309,8 +311,9 @@ impl Leases {
         };
         for r in c.rates.iter().filter(|r| r.cell.kind == CellKind::Tpm) {
             if let Some(l) = org.rates.get_mut(&r.cell) {
-                l.units += i64::try_from(r.cost).unwrap_or(i64::MAX)
-                    - i64::try_from(tokens).unwrap_or(i64::MAX);
+                let estimate = i64::try_from(r.cost).unwrap_or(i64::MAX);
+                let used = i64::try_from(tokens).unwrap_or(i64::MAX);
+                l.units = l.units.saturating_add(estimate.saturating_sub(used));
             }
         }
         for k in &c.concurrency {
@@ -321,11 +324,12 @@ impl Leases {
         for x in &c.ledgers {
             if let Some(l) = org.ledgers.get_mut(&x.key) {
                 l.inflight = (l.inflight - x.amount).max(0);
-                l.used += if x.counts_tokens() {
+                let actual = if x.counts_tokens() {
                     i64::try_from(tokens).unwrap_or(i64::MAX)
                 } else {
                     cost
                 };
+                l.used = l.used.saturating_add(actual);
             }
         }
     }
