@@ -58,6 +58,14 @@ local now_ms = math.floor(now / 1000)
 -- `sweep_at` of a ledger without reservations: later than any deadline (2^53 - 1 ms)
 local NEVER = 9007199254740991
 
+-- The reply asking for the spend of the ledgers Redis does not hold (their 0-based indices):
+-- nothing has been written.
+local function need_bases(missing)
+  local r = {2}
+  for _, i in ipairs(missing) do r[#r + 1] = i end
+  return r
+end
+
 -- Releases the reservations of ledger `h` whose deadline (in `z`) passed, and returns the
 -- ledger's `reserved` and `sweep_at` after it. `sweep_at` is never later than the earliest
 -- deadline, so before it there is nothing to release and nothing to read.
@@ -174,11 +182,7 @@ for i = 1, nled do
   local member = req .. ':' .. amount_s
   ledgers[#ledgers + 1] = {h, z, tk, limit, amount, throttle, expire_at, spent, reserved, sweep_at, member}
 end
-if #missing > 0 then
-  local r = {2}
-  for _, i in ipairs(missing) do r[#r + 1] = i end
-  return r
-end
+if #missing > 0 then return need_bases(missing) end
 for i, l in ipairs(ledgers) do
   -- release reservations whose instance never settled them
   l[9], l[10] = sweep(l[1], l[2], l[9], l[10])
@@ -339,11 +343,7 @@ for i = 1, nled do
   end
   leds[i] = l
 end
-if #missing > 0 then
-  local r = {2}
-  for _, i in ipairs(missing) do r[#r + 1] = i end
-  return r
-end
+if #missing > 0 then return need_bases(missing) end
 
 local r = {1}
 for _, c in ipairs(rates) do
