@@ -9,8 +9,10 @@
 //! - a ledger's lease is a reservation like a request's, with a deadline: if the instance dies,
 //!   it is released like any reservation. Spend settled against it reaches Redis with the next
 //!   renewal (every [`RENEW_EVERY`] while there is traffic), which also frees the old lease and
-//!   reserves the next one: the amounts still in flight, plus at most `1/LEDGER_SHARE` of the
-//!   headroom left, or nothing once that is less than [`LEDGER_LEAST_REQUESTS`] requests.
+//!   reserves the next one: what is in flight and what the lease has free (it goes on admitting
+//!   from that while the renewal is on its way), topped up to its size by at most
+//!   `1/LEDGER_SHARE` of the headroom left, or by nothing once that is less than
+//!   [`LEDGER_LEAST_REQUESTS`] requests (then it keeps only what is in flight).
 //!
 //! So a lease never lets more through than the shared counters hold; what it changes is that
 //! near a limit, units another instance holds may refuse a request this one would have taken.
