@@ -1,7 +1,8 @@
 //! Counters shared by every instance, in Redis. One Lua script checks and takes all of a
 //! request's limits and reservations atomically, in one round trip (`ADMIT`); another settles
 //! it (`SETTLE`), at most once per request id (a marker key per request, kept for twice the time
-//! a settlement may be retried). The arithmetic is the same as in [`super::gcra`] and
+//! a settlement may be retried); a third renews an instance's leases of one organization
+//! (`LEASE`, see [`super::lease`]). The arithmetic is the same as in [`super::gcra`] and
 //! [`super::local`]; the clock is Redis's own (`TIME`), so instances with skewed clocks still
 //! share one timeline.
 //!
