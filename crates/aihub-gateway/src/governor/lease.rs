@@ -418,7 +418,7 @@ impl Leases {
             .take()
             .map_or((false, now), |p| (p.release, p.since));
         org.valid_until = Some(since + LEASE_TTL - LEASE_MARGIN);
-        for (x, &(units, left, _)) in r.rates.iter().zip(rates) {
+        for (x, &(units, left)) in r.rates.iter().zip(rates) {
             if let Some(l) = org.rates.get_mut(&x.cell) {
                 l.units = l.units - x.give + i64::try_from(units).unwrap_or(0);
                 l.left = left;

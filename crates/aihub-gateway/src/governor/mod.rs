@@ -315,7 +315,7 @@ impl Governor {
                 Outcome::Refused(r, h) => return Err(self.rejection(&checks, &r, h, demand)),
                 Outcome::NeedBase(missing) => {
                     for l in missing.iter().filter_map(|&i| checks.ledgers.get(i)) {
-                        let spent = self.base(&checks, l).await.map_err(|e| {
+                        let spent = self.base(checks.org, l).await.map_err(|e| {
                             tracing::error!(error = %e, "could not read past spend");
                             unavailable("budget_unavailable", "Budgets")
                         })?;
@@ -343,7 +343,7 @@ impl Governor {
                             return Err(shared::SharedError::Redis("bad ledger index".into()));
                         };
                         let spent = self
-                            .base(checks, l)
+                            .base(checks.org, l)
                             .await
                             .map_err(|e| shared::SharedError::Base(e.to_string()))?;
                         *slot = Some(spent);
@@ -358,25 +358,19 @@ impl Governor {
     }
 
     /// A ledger's spend from the database (the system of record).
-    async fn base(&self, c: &Checks, l: &LedgerCheck) -> Result<i64, ServiceError> {
+    async fn base(&self, org: OrgId, l: &LedgerCheck) -> Result<i64, ServiceError> {
         let src = &self.inner.source;
         match (&l.budget, l.currency) {
             (Some(b), _) => {
-                src.spent_since(c.org, b.scope, b.scope_id, l.period_start, b.currency)
+                src.spent_since(org, b.scope, b.scope_id, l.period_start, b.currency)
                     .await
             }
             // The plan's spend quota: the whole org's spend in the plan's currency.
             (None, Some(currency)) => {
-                src.spent_since(
-                    c.org,
-                    ScopeType::Org,
-                    c.org.as_uuid(),
-                    l.period_start,
-                    currency,
-                )
-                .await
+                src.spent_since(org, ScopeType::Org, org.as_uuid(), l.period_start, currency)
+                    .await
             }
-            (None, None) => src.tokens_since(c.org, l.period_start).await,
+            (None, None) => src.tokens_since(org, l.period_start).await,
         }
     }
 
@@ -577,13 +571,7 @@ impl Governor {
                         let Some(check) = lease::ledger_check(leases, org, &x.key) else {
                             break;
                         };
-                        let c = Checks {
-                            org,
-                            rates: Vec::new(),
-                            concurrency: Vec::new(),
-                            ledgers: Vec::new(),
-                        };
-                        match self.base(&c, &check).await {
+                        match self.base(org, &check).await {
                             Ok(spent) => x.base = Some(spent),
                             Err(e) => {
                                 tracing::warn!(error = %e, "could not read past spend for a lease");

@@ -360,7 +360,6 @@ for _, c in ipairs(rates) do
   redis.call('SET', key, tat, 'PX', math.floor((tat - now) / 1000) + 1000)
   r[#r + 1] = g
   r[#r + 1] = math.max(math.floor((tol - (tat - now)) / t), 0)
-  r[#r + 1] = tat - now
 end
 for _, c in ipairs(concs) do
   local key, limit, old_n, keep, want = c[1], c[2], c[3], c[4], c[5]
@@ -497,14 +496,7 @@ impl Shared {
         &self,
         inv: redis::ScriptInvocation<'_>,
     ) -> Result<T, SharedError> {
-        let mut conn = self.background.clone();
-        match tokio::time::timeout(self.background_timeout, inv.invoke_async(&mut conn)).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(SharedError::Redis(e.to_string())),
-            Err(_) => Err(SharedError::Timeout(
-                u64::try_from(self.background_timeout.as_millis()).unwrap_or(0),
-            )),
-        }
+        invoke(&self.background, inv, self.background_timeout).await
     }
 
     /// Runs one script invocation within the timeout, honouring and updating the cool-down.
@@ -515,15 +507,12 @@ impl Shared {
         if self.elapsed_us() < self.down_until.load(Ordering::Acquire) {
             return Err(SharedError::Down);
         }
-        let mut conn = self.conn.clone();
-        let result = match tokio::time::timeout(self.timeout, inv.invoke_async(&mut conn)).await {
-            Ok(Ok(v)) => return Ok(v),
-            Ok(Err(e)) => SharedError::Redis(e.to_string()),
-            Err(_) => SharedError::Timeout(u64::try_from(self.timeout.as_millis()).unwrap_or(0)),
-        };
-        self.down_until
-            .store(self.elapsed_us() + self.cooldown_us, Ordering::Release);
-        Err(result)
+        let result = invoke(&self.conn, inv, self.timeout).await;
+        if result.is_err() {
+            self.down_until
+                .store(self.elapsed_us() + self.cooldown_us, Ordering::Release);
+        }
+        result
     }
 
     fn org_prefix(&self, org: OrgId) -> String {
@@ -791,8 +780,8 @@ pub enum Renewed {
     /// Nothing was done: these ledgers (indices into `Renewal::ledgers`) need their spend.
     NeedBase(Vec<usize>),
     Granted {
-        /// Per rate cell: units granted, units left in the cell after it, and µs until full.
-        rates: Vec<(u64, u64, i64)>,
+        /// Per rate cell: units granted, and units left in the cell after it.
+        rates: Vec<(u64, u64)>,
         /// Per concurrency cell: slots now held.
         concurrency: Vec<u64>,
         /// Per ledger: the new lease's amount (0: none), the spend before and after.
@@ -811,15 +800,15 @@ fn decode_renewal(r: &Renewal, reply: &[i64]) -> Result<Renewed, SharedError> {
                 .collect::<Result<_, _>>()?,
         )),
         [1, rest @ ..]
-            if rest.len() == 3 * r.rates.len() + r.concurrency.len() + 3 * r.ledgers.len() =>
+            if rest.len() == 2 * r.rates.len() + r.concurrency.len() + 3 * r.ledgers.len() =>
         {
-            let (rates, rest) = rest.split_at(3 * r.rates.len());
+            let (rates, rest) = rest.split_at(2 * r.rates.len());
             let (conc, leds) = rest.split_at(r.concurrency.len());
             Ok(Renewed::Granted {
                 rates: rates
-                    .chunks_exact(3)
+                    .chunks_exact(2)
                     .map(|c| match *c {
-                        [granted, left, reset] => Ok((to_u64(granted)?, to_u64(left)?, reset)),
+                        [granted, left] => Ok((to_u64(granted)?, to_u64(left)?)),
                         _ => Err(bad()),
                     })
                     .collect::<Result<_, SharedError>>()?,
@@ -834,6 +823,22 @@ fn decode_renewal(r: &Renewal, reply: &[i64]) -> Result<Renewed, SharedError> {
             })
         }
         _ => Err(bad()),
+    }
+}
+
+/// Runs one script invocation on `conn`, waiting at most `timeout`.
+async fn invoke<T: redis::FromRedisValue>(
+    conn: &ConnectionManager,
+    inv: redis::ScriptInvocation<'_>,
+    timeout: Duration,
+) -> Result<T, SharedError> {
+    let mut conn = conn.clone();
+    match tokio::time::timeout(timeout, inv.invoke_async(&mut conn)).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(SharedError::Redis(e.to_string())),
+        Err(_) => Err(SharedError::Timeout(
+            u64::try_from(timeout.as_millis()).unwrap_or(0),
+        )),
     }
 }
 
