@@ -1,6 +1,7 @@
 //! Leases of the shared counters: what is leased and what is not, that leased requests never
 //! take more than Redis holds (across instances), that spend reaches Redis and leases go back,
-//! and that renewals count once. Every test but the first needs `AIHUB_TEST_REDIS_URL`.
+//! and that renewals count once; and, without leases, that an admission whose reply timed out
+//! holds nothing. Every test but the first needs `AIHUB_TEST_REDIS_URL`.
 
 use std::sync::Mutex;
 use std::sync::atomic::AtomicUsize;
@@ -614,4 +615,90 @@ async fn a_failed_renewal_is_sent_again_and_the_leases_cover_only_what_they_hold
     g.release_leases(Duration::from_secs(5)).await;
     let total = i64::from(5 + admitted) * 700;
     assert_eq!(budget_figures(&g, &o.budget).await, (total, 0));
+}
+
+/// Keeps Redis busy (a script spinning on its clock) for ARGV[1] milliseconds.
+const BUSY: &str = r"
+local t = redis.call('TIME')
+local stop = t[1] * 1000000 + t[2] + ARGV[1] * 1000
+repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] >= stop
+return 1
+";
+
+#[cfg_attr(
+    not(aihub_redis),
+    ignore = "set AIHUB_TEST_REDIS_URL to run Redis tests"
+)]
+#[tokio::test]
+async fn an_admission_whose_reply_timed_out_holds_nothing() {
+    // 60 requests a minute: one unit is a second of the cell's clock, so Redis's rate cell
+    // shows whether an admission ran.
+    let o = org(60, 100_000_000, 1000, 100_000_000);
+    let url = redis_url();
+    let redis = RedisConfig {
+        url: Some(Secret::new(url.clone())),
+        timeout_ms: 20,
+        retry_after_failure_ms: 50,
+        key_prefix: prefix(),
+    };
+    let limits = LimitsConfig {
+        leases: false,
+        ..LimitsConfig::default()
+    };
+    let g = Governor::new(o.source.clone(), &limits, &redis).unwrap();
+    let shared = g.inner.shared.clone().unwrap();
+    let d = demand(&o, 100, 1000);
+    g.admit(Uuid::now_v7(), &d).await.unwrap().settle(100, 1000);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while budget_figures(&g, &o.budget).await != (1000, 0) {
+        assert!(
+            Instant::now() < deadline,
+            "the first request was not settled"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Redis is busy for 300 ms: the admission is sent, its reply does not come within 20 ms,
+    // and the default fail mode refuses the request. Redis runs it once it is free.
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let busy = tokio::spawn(async move {
+        redis::cmd("EVAL")
+            .arg(BUSY)
+            .arg(0)
+            .arg(300)
+            .query_async::<i64>(&mut conn)
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let refused = g.admit(Uuid::now_v7(), &d).await.unwrap_err();
+    assert_eq!(refused.error.code, "budget_unavailable");
+    assert_eq!(busy.await.unwrap().unwrap(), 1);
+
+    // It ran: two requests' units are taken (about two seconds of the cell's clock ahead).
+    let rule = &o.source.policy.limits[0];
+    let cell = |kind| Cell {
+        id: rule.id,
+        plan: false,
+        kind,
+    };
+    let (tat, now) = shared.cell_tat(o.scopes.org, &cell(CellKind::Rpm)).await;
+    let ahead = tat.unwrap() - now;
+    assert!(ahead > 1_200_000, "the admission did not run: {ahead} us");
+    // And it is released: nothing reserved or spent for it, no concurrency slot held.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let figures = budget_figures(&g, &o.budget).await;
+        let slots = shared
+            .cell_members(o.scopes.org, &cell(CellKind::Concurrency))
+            .await;
+        if figures == (1000, 0) && slots.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still held: {figures:?} (spent, reserved), slots {slots:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -41,6 +41,7 @@ pub use headers::{RateHeaders, Window, format_reset};
 
 use checks::{Checks, LedgerCheck, LedgerKey, LedgerKind, Refusal};
 use local::{Local, Outcome, Parts};
+use shared::Settlement;
 
 use crate::error::GatewayError;
 
@@ -282,6 +283,12 @@ impl Governor {
                 Ok(Outcome::NeedBase(_)) => unreachable_need_base(),
                 Err(e) => {
                     tracing::warn!(error = %e, "shared limits unavailable; applying the fail modes");
+                    if e.maybe_ran() {
+                        // Redis may have admitted it after all: free what that would hold (on
+                        // the same connection, so after the admission), or it stays reserved
+                        // until `reservation_ttl_secs`.
+                        self.settle_shared(request_id, checks.clone(), Settlement::Release);
+                    }
                     let limits_open = self.inner.config.on_redis_error_limits == FailMode::Open;
                     let budgets_open = self.inner.config.on_redis_error_budgets == FailMode::Open;
                     if !checks.ledgers.is_empty() && !budgets_open {
@@ -409,30 +416,38 @@ impl Governor {
             self.crossings(&p.checks, &settled);
         }
         if p.limits_via == Via::Shared || p.ledgers_via == Via::Shared {
-            let Some(shared) = self.inner.shared.clone() else {
-                return;
-            };
-            let this = self.clone();
-            let checks = p.checks.clone();
-            let request_id = p.request_id;
-            tokio::spawn(async move {
-                let mut delay = SETTLE_FIRST_RETRY;
-                for attempt in 1..=SETTLE_ATTEMPTS {
-                    match shared.settle(request_id, &checks, tokens, cost).await {
-                        Ok(settled) => {
-                            this.crossings(&checks, &settled);
-                            return;
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, attempt, %request_id, "settling in Redis failed; retrying");
-                            tokio::time::sleep(delay).await;
-                            delay = (delay * 2).min(SETTLE_MAX_RETRY);
-                        }
+            self.settle_shared(
+                p.request_id,
+                p.checks.clone(),
+                Settlement::Used { tokens, cost },
+            );
+        }
+    }
+
+    /// Settles a request in Redis in the background, retrying for a while if Redis fails (the
+    /// settlement counts once however often it is sent).
+    fn settle_shared(&self, request_id: Uuid, checks: Arc<Checks>, settlement: Settlement) {
+        let Some(shared) = self.inner.shared.clone() else {
+            return;
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut delay = SETTLE_FIRST_RETRY;
+            for attempt in 1..=SETTLE_ATTEMPTS {
+                match shared.settle(request_id, &checks, settlement).await {
+                    Ok(settled) => {
+                        this.crossings(&checks, &settled);
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, attempt, %request_id, "settling in Redis failed; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(SETTLE_MAX_RETRY);
                     }
                 }
-                tracing::error!(%request_id, "settlement abandoned; the reservation expires on its own");
-            });
-        }
+            }
+            tracing::error!(%request_id, "settlement abandoned; the reservation expires on its own");
+        });
     }
 
     /// A budget refused a request: with reservations never exceeding the amount, spend may stop

@@ -38,6 +38,26 @@ use super::checks::{CellKind, Checks, LedgerKey, Refusal};
 use super::local::Outcome;
 use super::{RateHeaders, Settled};
 
+/// How a request admitted in Redis ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// It ran and used this much: tokens (per-minute token cells and token quotas are corrected
+    /// to them) and cost in micro-units.
+    Used { tokens: u64, cost: i64 },
+    /// Its admission's reply never arrived, so whether Redis ran it is unknown: free the
+    /// reservations and the concurrency slot it may hold, charge nothing. Harmless if it never
+    /// ran (each is freed only while its member is there); its rate units stay taken.
+    Release,
+}
+
+impl SharedError {
+    /// Whether the script may have run although no reply came (sent, then timed out or cut).
+    #[must_use]
+    pub fn maybe_ran(&self) -> bool {
+        matches!(self, Self::Timeout(_) | Self::Redis(_))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SharedError {
     #[error("redis did not answer within {0} ms")]
@@ -591,9 +611,12 @@ impl Shared {
         &self,
         request_id: Uuid,
         c: &Checks,
-        tokens: u64,
-        cost: i64,
+        settlement: Settlement,
     ) -> Result<Vec<Settled>, SharedError> {
+        let (tokens, cost) = match settlement {
+            Settlement::Used { tokens, cost } => (tokens, cost),
+            Settlement::Release => (0, 0),
+        };
         let p = self.org_prefix(c.org);
         let mut inv = self.settle.prepare_invoke();
         let mut marker = p.clone();
@@ -603,10 +626,12 @@ impl Shared {
             .arg(tokens)
             .arg(cost)
             .arg(self.marker_ttl_ms);
+        // A release leaves the rate cells alone: the units stay taken if the admission ran,
+        // and nothing is given back that was never taken if it did not.
         let tpm: Vec<_> = c
             .rates
             .iter()
-            .filter(|r| r.cell.kind == CellKind::Tpm)
+            .filter(|r| r.cell.kind == CellKind::Tpm && settlement != Settlement::Release)
             .collect();
         inv.arg(tpm.len());
         for r in tpm {
@@ -973,6 +998,22 @@ impl Shared {
             .query_async(&mut conn)
             .await
             .unwrap();
+    }
+
+    /// A rate cell's theoretical arrival time in Redis's clock (µs), and Redis's clock now.
+    pub(super) async fn cell_tat(
+        &self,
+        org: OrgId,
+        cell: &super::checks::Cell,
+    ) -> (Option<i64>, i64) {
+        let mut conn = self.conn.clone();
+        let tat: Option<i64> = redis::cmd("GET")
+            .arg(Self::cell_key(&self.org_prefix(org), cell))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
+        (tat, secs * 1_000_000 + micros)
     }
 
     /// The members of a concurrency cell (requests and lease slots).

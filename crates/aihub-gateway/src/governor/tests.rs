@@ -12,7 +12,7 @@ use super::checks::{
     RateCheck, Refusal,
 };
 use super::local::{Local, Outcome, Parts};
-use super::shared::Shared;
+use super::shared::{Settlement, Shared};
 use super::*;
 
 const ALL: Parts = Parts {
@@ -60,7 +60,10 @@ impl Counters {
     async fn settle(&self, req: Uuid, c: &Checks, tokens: u64, cost: i64) -> Vec<Settled> {
         match self {
             Self::Local(l) => l.settle(c, ALL, tokens, cost, chrono::Utc::now().timestamp_micros()),
-            Self::Shared(s) => s.settle(req, c, tokens, cost).await.unwrap(),
+            Self::Shared(s) => s
+                .settle(req, c, Settlement::Used { tokens, cost })
+                .await
+                .unwrap(),
         }
     }
 }
@@ -424,10 +427,31 @@ async fn redis_releases_what_a_dead_instance_held_and_settles_once() {
     );
     // Settled at 200: the reservation becomes the cost, once however often it is sent.
     assert_eq!(
-        s.settle(live, &c, 60, 200).await.unwrap(),
+        s.settle(
+            live,
+            &c,
+            Settlement::Used {
+                tokens: 60,
+                cost: 200
+            }
+        )
+        .await
+        .unwrap(),
         spend_moved(100, 300)
     );
-    assert!(s.settle(live, &c, 60, 200).await.unwrap().is_empty());
+    assert!(
+        s.settle(
+            live,
+            &c,
+            Settlement::Used {
+                tokens: 60,
+                cost: 200
+            }
+        )
+        .await
+        .unwrap()
+        .is_empty()
+    );
     assert_eq!(
         s.ledger_state(c.org, &key).await,
         (300, 0, vec![], fields.clone())
@@ -437,7 +461,16 @@ async fn redis_releases_what_a_dead_instance_held_and_settles_once() {
     assert!(ttl > 50_000 && ttl <= 60_000, "marker PTTL {ttl} ms");
     // The dead instance's request, settled late, adds its cost without a reservation to free.
     assert_eq!(
-        s.settle(dead, &c, 60, 100).await.unwrap(),
+        s.settle(
+            dead,
+            &c,
+            Settlement::Used {
+                tokens: 60,
+                cost: 100
+            }
+        )
+        .await
+        .unwrap(),
         spend_moved(300, 400)
     );
     assert_eq!(
@@ -471,7 +504,16 @@ async fn redis_releases_what_a_dead_instance_held_and_settles_once() {
         (100, 500, vec![member(fresh)], fields.clone())
     );
     assert_eq!(
-        s.settle(next, &c, 60, 50).await.unwrap(),
+        s.settle(
+            next,
+            &c,
+            Settlement::Used {
+                tokens: 60,
+                cost: 50
+            }
+        )
+        .await
+        .unwrap(),
         spend_moved(100, 150)
     );
     assert_eq!(
