@@ -10,7 +10,9 @@
 //!   it is released like any reservation. Spend settled against it reaches Redis with the next
 //!   renewal (every [`RENEW_EVERY`] while there is traffic), which also frees the old lease and
 //!   reserves the next one: what is in flight and what the lease has free (it goes on admitting
-//!   from that while the renewal is on its way), topped up to its size by at most
+//!   from that while the renewal is on its way), topped up to its size (256 requests of the
+//!   largest cost seen, or more at a busy instance: what its requests asked for in two
+//!   renewal periods at the pace seen since the last renewal) by at most
 //!   `1/LEDGER_SHARE` of the headroom left, or by nothing once that is less than
 //!   [`LEDGER_LEAST_REQUESTS`] requests (then it keeps only what is in flight).
 //!
@@ -61,11 +63,15 @@ const CONCURRENCY_LEAST_LIMIT: u64 = 128;
 const CONCURRENCY_SHARE: u64 = 64;
 const CONCURRENCY_MAX_SPARE: u64 = 64;
 /// A ledger lease takes at most `1/LEDGER_SHARE` of the headroom, covers up to
-/// `LEDGER_WANT_REQUESTS` requests of the largest cost seen, and is not taken if it would cover
-/// fewer than `LEDGER_LEAST_REQUESTS`.
+/// `LEDGER_WANT_REQUESTS` requests of the largest cost seen or what requests asked for in
+/// [`LEDGER_COVER`] at the pace seen since the last renewal (whichever is more), and is not
+/// taken if it would cover fewer than `LEDGER_LEAST_REQUESTS`.
 const LEDGER_SHARE: i64 = 16;
 const LEDGER_WANT_REQUESTS: i64 = 256;
 const LEDGER_LEAST_REQUESTS: i64 = 8;
+/// Two renewal periods: a lease sized to the pace lasts until the renewal after next, so busy
+/// instances do not run dry between renewals and send requests to Redis one by one.
+const LEDGER_COVER: Duration = RENEW_EVERY.saturating_mul(2);
 
 #[derive(Debug)]
 struct RateLease {
@@ -98,7 +104,12 @@ struct LedgerLease {
     inflight: i64,
     /// Settled and not yet carried to Redis.
     used: i64,
+    /// The size wanted: the larger of `base` and the pace of `demand`.
     want: i64,
+    /// `LEDGER_WANT_REQUESTS` requests of the largest cost seen.
+    base: i64,
+    /// Asked for by requests (admitted here or not) since the last renewal was built.
+    demand: i64,
     least: i64,
     /// While a renewal is in flight: what may still be admitted.
     flight: Option<i64>,
@@ -253,6 +264,7 @@ impl Leases {
             for x in &c.ledgers {
                 if let Some(l) = org.ledgers.get_mut(&x.key) {
                     l.inflight = l.inflight.saturating_add(x.amount);
+                    l.demand = l.demand.saturating_add(x.amount);
                     if let Some(d) = &mut l.flight {
                         *d = d.saturating_sub(x.amount);
                     }
@@ -290,13 +302,17 @@ impl Leases {
                 inflight: 0,
                 used: 0,
                 want: 0,
+                base: 0,
+                demand: 0,
                 least: 0,
                 flight: None,
                 tight: false,
                 last_use: now,
             });
             l.check.limit = x.limit;
-            l.want = l.want.max(x.amount.saturating_mul(LEDGER_WANT_REQUESTS));
+            l.demand = l.demand.saturating_add(x.amount);
+            l.base = l.base.max(x.amount.saturating_mul(LEDGER_WANT_REQUESTS));
+            l.want = l.want.max(l.base);
             l.least = l.least.max(x.amount.saturating_mul(LEDGER_LEAST_REQUESTS));
             l.last_use = now;
         }
@@ -506,6 +522,11 @@ fn build(
     key_ttl_secs: u64,
 ) -> Renewal {
     let idle = |last: Instant| release || now.duration_since(last) >= IDLE;
+    // The time the demand since the last renewal was asked for in.
+    let period = org
+        .renewed_at
+        .map_or(RENEW_EVERY, |t| now.duration_since(t))
+        .max(RENEW_GAP);
     let mut r = Renewal {
         seq,
         ttl: LEASE_TTL,
@@ -558,6 +579,8 @@ fn build(
             l.free().max(0)
         };
         l.flight = Some(flight);
+        l.want = l.base.max(paced(l.demand, period));
+        l.demand = 0;
         let want = if idle(l.last_use) {
             0
         } else {
@@ -576,6 +599,15 @@ fn build(
         });
     }
     r
+}
+
+/// What `demand`, asked for in `period`, comes to in [`LEDGER_COVER`] at the same pace.
+fn paced(demand: i64, period: Duration) -> i64 {
+    let cover = i128::try_from(LEDGER_COVER.as_micros()).unwrap_or(i128::MAX);
+    let period = i128::try_from(period.as_micros())
+        .unwrap_or(i128::MAX)
+        .max(1);
+    i64::try_from(i128::from(demand) * cover / period).unwrap_or(i64::MAX)
 }
 
 /// The ledger checks of a renewal, to load missing spend with.

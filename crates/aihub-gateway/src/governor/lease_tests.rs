@@ -617,6 +617,47 @@ async fn a_failed_renewal_is_sent_again_and_the_leases_cover_only_what_they_hold
     assert_eq!(budget_figures(&g, &o.budget).await, (total, 0));
 }
 
+#[cfg_attr(
+    not(aihub_redis),
+    ignore = "set AIHUB_TEST_REDIS_URL to run Redis tests"
+)]
+#[tokio::test]
+async fn a_busy_instances_budget_lease_grows_with_its_pace() {
+    // Tens of requests a millisecond (a pause every 200), far more than 256 requests (the
+    // least a ledger lease is sized for) between two renewals: sized to the pace, the lease
+    // lasts, and requests stop going to Redis one by one (sized to 256 requests, about 6 % of
+    // them did, and the loop ran half as fast).
+    let o = org(100_000_000, 100_000_000_000, 100_000, 100_000_000_000);
+    let g = instance(&o, &redis_url(), &prefix(), true);
+    let d = demand(&o, 100, 1000);
+    warm(&g, &d).await;
+    let start = Instant::now();
+    let (mut late, mut late_in_redis) = (0, 0);
+    let mut n = 0;
+    while start.elapsed() < Duration::from_millis(1200) {
+        let a = g.admit(Uuid::now_v7(), &d).await.unwrap();
+        if start.elapsed() > Duration::from_millis(600) {
+            late += 1;
+            late_in_redis += usize::from(via(&a) != Via::Leased);
+        }
+        a.settle(100, 1000);
+        n += 1;
+        if n % 200 == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    assert!(late > 2000, "only {late} requests in the last 600 ms");
+    assert!(
+        late_in_redis * 100 <= late,
+        "{late_in_redis} of the last {late} requests went to Redis one by one"
+    );
+    g.release_leases(Duration::from_secs(5)).await;
+    assert_eq!(
+        budget_figures(&g, &o.budget).await,
+        (i64::from(n) * 1000, 0)
+    );
+}
+
 /// Keeps Redis busy (a script spinning on its clock) for ARGV[1] milliseconds.
 const BUSY: &str = r"
 local t = redis.call('TIME')
