@@ -60,10 +60,7 @@ impl Counters {
     async fn settle(&self, req: Uuid, c: &Checks, tokens: u64, cost: i64) -> Vec<Settled> {
         match self {
             Self::Local(l) => l.settle(c, ALL, tokens, cost, chrono::Utc::now().timestamp_micros()),
-            Self::Shared(s) => s
-                .settle(req, c, Settlement::Used { tokens, cost })
-                .await
-                .unwrap(),
+            Self::Shared(s) => s.settle(req, c, used(tokens, cost)).await.unwrap(),
         }
     }
 }
@@ -110,6 +107,11 @@ fn ledger(limit: i64, amount: i64, throttle: Option<RateCheck>) -> LedgerCheck {
 }
 
 /// What settling a request with one ledger reports: its spend moved from `before` to `after`.
+/// A settlement of what a request used.
+fn used(tokens: u64, cost: i64) -> Settlement {
+    Settlement::Used { tokens, cost }
+}
+
 fn spend_moved(before: i64, after: i64) -> Vec<Settled> {
     vec![Settled {
         index: 0,
@@ -427,31 +429,10 @@ async fn redis_releases_what_a_dead_instance_held_and_settles_once() {
     );
     // Settled at 200: the reservation becomes the cost, once however often it is sent.
     assert_eq!(
-        s.settle(
-            live,
-            &c,
-            Settlement::Used {
-                tokens: 60,
-                cost: 200
-            }
-        )
-        .await
-        .unwrap(),
+        s.settle(live, &c, used(60, 200)).await.unwrap(),
         spend_moved(100, 300)
     );
-    assert!(
-        s.settle(
-            live,
-            &c,
-            Settlement::Used {
-                tokens: 60,
-                cost: 200
-            }
-        )
-        .await
-        .unwrap()
-        .is_empty()
-    );
+    assert!(s.settle(live, &c, used(60, 200)).await.unwrap().is_empty());
     assert_eq!(
         s.ledger_state(c.org, &key).await,
         (300, 0, vec![], fields.clone())
@@ -461,16 +442,7 @@ async fn redis_releases_what_a_dead_instance_held_and_settles_once() {
     assert!(ttl > 50_000 && ttl <= 60_000, "marker PTTL {ttl} ms");
     // The dead instance's request, settled late, adds its cost without a reservation to free.
     assert_eq!(
-        s.settle(
-            dead,
-            &c,
-            Settlement::Used {
-                tokens: 60,
-                cost: 100
-            }
-        )
-        .await
-        .unwrap(),
+        s.settle(dead, &c, used(60, 100)).await.unwrap(),
         spend_moved(300, 400)
     );
     assert_eq!(
@@ -504,16 +476,7 @@ async fn redis_releases_what_a_dead_instance_held_and_settles_once() {
         (100, 500, vec![member(fresh)], fields.clone())
     );
     assert_eq!(
-        s.settle(
-            next,
-            &c,
-            Settlement::Used {
-                tokens: 60,
-                cost: 50
-            }
-        )
-        .await
-        .unwrap(),
+        s.settle(next, &c, used(60, 50)).await.unwrap(),
         spend_moved(100, 150)
     );
     assert_eq!(
