@@ -179,6 +179,11 @@ cleanup() {
   if [ -n "$PG_DB" ]; then
     psql "$PG_URL/postgres" -qtAc "DROP DATABASE IF EXISTS \"$PG_DB\" WITH (FORCE)" >/dev/null 2>&1
   fi
+  # AI Hub's own log (warnings and errors) of each setup, so that errors in the results can be
+  # told apart; the last 5,000 lines of each.
+  for log in "$WORK"/*/aihub.log; do
+    [ -s "$log" ] && tail -n 5000 "$log" >"$RAW/$(basename "$(dirname "$log")").aihub.log"
+  done
   if [ "$KEEP" = 1 ]; then
     log "work directory kept: $WORK"
   else
