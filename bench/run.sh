@@ -179,8 +179,8 @@ cleanup() {
   if [ -n "$PG_DB" ]; then
     psql "$PG_URL/postgres" -qtAc "DROP DATABASE IF EXISTS \"$PG_DB\" WITH (FORCE)" >/dev/null 2>&1
   fi
-  # AI Hub's own log (warnings and errors) of each setup, so that errors in the results can be
-  # told apart; the last 5,000 lines of each.
+  # AI Hub's own log (warnings and errors) of each setup, restarts appended, so that errors in
+  # the results can be told apart; the last 5,000 lines of each.
   for log in "$WORK"/*/aihub.log; do
     [ -s "$log" ] && tail -n 5000 "$log" >"$RAW/$(basename "$(dirname "$log")").aihub.log"
   done
@@ -391,7 +391,7 @@ EOF
 LAST_PID=""
 start_aihub() { # DIR → sets LAST_PID (not run in $(…): the process must be this shell's child)
   (cd "$1" && exec "${PIN_HUB[@]}" "${HUB_WRAP[@]}" ${HUB_WRAP[@]:+--callgrind-out-file="$1/callgrind.%p"} \
-    "$AIHUB" --config "$1/aihub.toml" serve >"$1/aihub.log" 2>&1) &
+    "$AIHUB" --config "$1/aihub.toml" serve >>"$1/aihub.log" 2>&1) &
   LAST_PID=$!
   PIDS+=("$LAST_PID")
 }
