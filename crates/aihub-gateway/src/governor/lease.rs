@@ -312,7 +312,6 @@ impl Leases {
             l.check.limit = x.limit;
             l.demand = l.demand.saturating_add(x.amount);
             l.base = l.base.max(x.amount.saturating_mul(LEDGER_WANT_REQUESTS));
-            l.want = l.want.max(l.base);
             l.least = l.least.max(x.amount.saturating_mul(LEDGER_LEAST_REQUESTS));
             l.last_use = now;
         }

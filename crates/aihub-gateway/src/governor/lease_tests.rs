@@ -125,11 +125,15 @@ fn instance(o: &Org, url: &str, prefix: &str, leases: bool) -> Governor {
         key_prefix: prefix.to_owned(),
         ..RedisConfig::default()
     };
+    governor(o, &redis, leases)
+}
+
+fn governor(o: &Org, redis: &RedisConfig, leases: bool) -> Governor {
     let limits = LimitsConfig {
         leases,
         ..LimitsConfig::default()
     };
-    Governor::new(o.source.clone(), &limits, &redis).unwrap()
+    Governor::new(o.source.clone(), &limits, redis).unwrap()
 }
 
 fn prefix() -> String {
@@ -682,11 +686,7 @@ async fn an_admission_whose_reply_timed_out_holds_nothing() {
         retry_after_failure_ms: 50,
         key_prefix: prefix(),
     };
-    let limits = LimitsConfig {
-        leases: false,
-        ..LimitsConfig::default()
-    };
-    let g = Governor::new(o.source.clone(), &limits, &redis).unwrap();
+    let g = governor(&o, &redis, false);
     let shared = g.inner.shared.clone().unwrap();
     let d = demand(&o, 100, 1000);
     g.admit(Uuid::now_v7(), &d).await.unwrap().settle(100, 1000);

@@ -613,9 +613,11 @@ impl Shared {
         c: &Checks,
         settlement: Settlement,
     ) -> Result<Vec<Settled>, SharedError> {
-        let (tokens, cost) = match settlement {
-            Settlement::Used { tokens, cost } => (tokens, cost),
-            Settlement::Release => (0, 0),
+        // A release leaves the rate cells alone: the units stay taken if the admission ran,
+        // and nothing is given back that was never taken if it did not.
+        let (tokens, cost, correct_tpm) = match settlement {
+            Settlement::Used { tokens, cost } => (tokens, cost, true),
+            Settlement::Release => (0, 0, false),
         };
         let p = self.org_prefix(c.org);
         let mut inv = self.settle.prepare_invoke();
@@ -626,12 +628,10 @@ impl Shared {
             .arg(tokens)
             .arg(cost)
             .arg(self.marker_ttl_ms);
-        // A release leaves the rate cells alone: the units stay taken if the admission ran,
-        // and nothing is given back that was never taken if it did not.
         let tpm: Vec<_> = c
             .rates
             .iter()
-            .filter(|r| r.cell.kind == CellKind::Tpm && settlement != Settlement::Release)
+            .filter(|r| correct_tpm && r.cell.kind == CellKind::Tpm)
             .collect();
         inv.arg(tpm.len());
         for r in tpm {

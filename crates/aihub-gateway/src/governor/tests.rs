@@ -106,12 +106,12 @@ fn ledger(limit: i64, amount: i64, throttle: Option<RateCheck>) -> LedgerCheck {
     }
 }
 
-/// What settling a request with one ledger reports: its spend moved from `before` to `after`.
 /// A settlement of what a request used.
 fn used(tokens: u64, cost: i64) -> Settlement {
     Settlement::Used { tokens, cost }
 }
 
+/// What settling a request with one ledger reports: its spend moved from `before` to `after`.
 fn spend_moved(before: i64, after: i64) -> Vec<Settled> {
     vec![Settled {
         index: 0,
