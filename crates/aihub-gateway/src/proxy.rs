@@ -1,12 +1,12 @@
 //! The per-request path of `/v1/chat/completions`, `/v1/completions` and `/v1/embeddings`.
 //!
-//! Each request runs in a task of its own until the response head is ready, detached from the
-//! client connection: if the client goes away the task still finishes metering. It writes a
-//! `Start` journal entry before calling the upstream and the `Finish` entry before the response
-//! completes: a non-streaming body is released only after its record is written. A stream's
-//! body reads the upstream as the client reads it and writes its record before the final
-//! `[DONE]`; a client that leaves mid-stream hands the upstream to a task that reads it to its
-//! end, so the usage it reports is billed exactly (see `proxy/relay.rs`).
+//! Each request runs in the client connection's task until the response head is ready; if the
+//! client goes away first, the rest moves to a task of its own that still finishes metering
+//! (`proxy/detached.rs`). It writes a `Start` journal entry before calling the upstream and the
+//! `Finish` entry before the response completes: a non-streaming body is released only after its
+//! record is written. A stream's body reads the upstream as the client reads it and writes its
+//! record before the final `[DONE]`; a client that leaves mid-stream hands the upstream to a task
+//! that reads it to its end, so the usage it reports is billed exactly (see `proxy/relay.rs`).
 //! Limits and budgets are checked and reserved (see [`crate::governor`]) after routing and
 //! before the `Start` entry, and settled when the record is made. Nothing here touches the
 //! database, except the governor on a cold cache (an org's policy, a budget's past spend).
@@ -24,7 +24,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::StatusCode;
 use serde::Deserialize;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
@@ -35,7 +35,10 @@ use crate::journal::{Entry, Journal, StartEntry};
 use crate::providers::{Call, Endpoint, Provider, Reply, Usage};
 use crate::tokens;
 
+mod detached;
 mod relay;
+
+use detached::Detached;
 
 pub use relay::EventBody;
 use relay::Relay;
@@ -248,8 +251,10 @@ impl Gateway {
         }
     }
 
-    /// Handles one request. The work runs in its own task; this waits only for the response
-    /// head (for streams, the body follows through the channel).
+    /// Handles one request up to its response head (a stream's body then reads the upstream
+    /// itself). The work runs in the caller's task, with no spawn and no channel; if the caller
+    /// is dropped first (the client left), the rest of the work moves to a task of its own and
+    /// still meters the request (see [`Detached`]).
     pub async fn handle(
         self: &Arc<Self>,
         endpoint: Endpoint,
@@ -257,15 +262,10 @@ impl Gateway {
         request_id: Uuid,
         body: Bytes,
     ) -> GatewayResponse {
-        let (tx, rx) = oneshot::channel();
-        let this = self.clone();
-        // Boxed: the request's state machine is several kilobytes, and a task moves its future
-        // by value (into the task cell, and again when it completes); a box moves a pointer.
-        self.tasks.spawn(Box::pin(async move {
-            this.run(endpoint, key, request_id, body, tx).await;
-        }));
-        rx.await
-            .unwrap_or_else(|_| GatewayResponse::error(&GatewayError::internal()))
+        // Boxed: the request's state machine is several kilobytes; the caller's future and a
+        // detached task then hold a pointer to it, not the whole of it.
+        let run = Box::pin(self.clone().run(endpoint, key, request_id, body));
+        Detached::new(run, self.tasks.token()).await
     }
 
     /// Waits until every request task has finished (after the server stopped accepting).
@@ -390,11 +390,11 @@ impl Gateway {
     }
 
     /// Ends a request with an error response and its usage record.
-    fn reject(&self, meter: &Meter, e: &GatewayError, head: oneshot::Sender<GatewayResponse>) {
+    fn reject(&self, meter: &Meter, e: &GatewayError) -> GatewayResponse {
         self.record(meter.finish(e.status, Some(e.code), Usage::default(), false));
         let mut resp = GatewayResponse::error(e);
         resp.rate = meter.rate;
-        let _ = head.send(resp);
+        resp
     }
 
     async fn run(
@@ -403,8 +403,7 @@ impl Gateway {
         key: Arc<KeyAuth>,
         request_id: Uuid,
         raw: Bytes,
-        head: oneshot::Sender<GatewayResponse>,
-    ) {
+    ) -> GatewayResponse {
         let snap = self.catalog.snapshot();
         let mut meter = Meter {
             request_id,
@@ -423,7 +422,7 @@ impl Gateway {
         };
         let body = match RequestBody::parse(&raw) {
             Ok(b) => b,
-            Err(e) => return self.reject(&meter, &e, head),
+            Err(e) => return self.reject(&meter, &e),
         };
         meter.model.clone_from(&body.model);
         meter.streamed = body.stream;
@@ -442,7 +441,7 @@ impl Gateway {
                     ),
                 )
             };
-            return self.reject(&meter, &e, head);
+            return self.reject(&meter, &e);
         }
         let Some(route) = snap.route(&body.model) else {
             let e = GatewayError {
@@ -457,7 +456,7 @@ impl Gateway {
                     ),
                 )
             };
-            return self.reject(&meter, &e, head);
+            return self.reject(&meter, &e);
         };
         meter.provider = Some(route.provider.clone());
         meter.upstream_model = Some(route.upstream_model.clone());
@@ -466,7 +465,7 @@ impl Gateway {
             .cloned();
         let provider = match self.provider(&snap, &route.provider) {
             Ok(p) => p,
-            Err(e) => return self.reject(&meter, &e, head),
+            Err(e) => return self.reject(&meter, &e),
         };
         if !provider.supports(endpoint) || (endpoint == Endpoint::Embeddings && body.stream) {
             let e = GatewayError::invalid(
@@ -478,7 +477,7 @@ impl Gateway {
                     if body.stream { " with streaming" } else { "" }
                 ),
             );
-            return self.reject(&meter, &e, head);
+            return self.reject(&meter, &e);
         }
 
         // Limits and budgets: checked and reserved in one step, settled with the record.
@@ -494,7 +493,7 @@ impl Gateway {
             }
             Err(rejection) => {
                 meter.rate = rejection.headers;
-                return self.reject(&meter, &rejection.error, head);
+                return self.reject(&meter, &rejection.error);
             }
         }
 
@@ -509,8 +508,7 @@ impl Gateway {
                 "metering_unavailable",
                 "Usage metering is unavailable, so the request was not sent. Please retry.",
             );
-            let _ = head.send(GatewayResponse::error(&e));
-            return;
+            return GatewayResponse::error(&e);
         }
 
         let call = Call {
@@ -521,11 +519,11 @@ impl Gateway {
         };
         let reply = provider.send(call).await;
         match reply {
-            Err(e) => self.reject(&meter, &e, head),
+            Err(e) => self.reject(&meter, &e),
             Ok(Reply::Complete { body: out, usage }) => {
                 if out.len() > self.max_response {
                     let e = GatewayError::upstream_error("The upstream response was too large.");
-                    return self.reject(&meter, &e, head);
+                    return self.reject(&meter, &e);
                 }
                 let (usage, estimated) = match usage.or_else(|| usage_in_body(&out)) {
                     Some(u) => (u, false),
@@ -535,28 +533,28 @@ impl Gateway {
                     ),
                 };
                 self.record(meter.finish(StatusCode::OK, None, usage, estimated));
-                let _ = head.send(GatewayResponse {
+                GatewayResponse {
                     status: StatusCode::OK,
                     body: ResponseBody::Json(out),
                     retry_after: None,
                     rate: meter.rate,
                     final_answer: false,
-                });
+                }
             }
             Ok(Reply::Stream(events)) => {
                 let include_usage = body.include_usage;
                 drop(body);
                 let rate = meter.rate;
                 let relay = Relay::new(self, meter, events, raw, include_usage);
-                // If the client left before the head, the unsent body is dropped here and the
-                // stream is read on without it.
-                let _ = head.send(GatewayResponse {
+                // If the client left before the head, the body is dropped unsent and the stream
+                // is read on without it (see `Detached`).
+                GatewayResponse {
                     status: StatusCode::OK,
                     body: ResponseBody::Events(EventBody::new(relay)),
                     retry_after: None,
                     rate,
                     final_answer: false,
-                });
+                }
             }
         }
     }

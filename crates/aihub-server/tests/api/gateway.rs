@@ -25,6 +25,7 @@ api_tests!(
     allow_lists_and_unknown_models,
     the_body_cannot_redirect_the_upstream,
     disconnected_streams_are_still_billed_in_full,
+    a_client_that_leaves_before_the_answer_is_still_billed,
     streams_beyond_the_draining_limit_are_closed_and_estimated,
     total_timeout_bounds_slow_streams,
     shutdown_finishes_streams_and_meters_them,
@@ -812,6 +813,50 @@ async fn disconnected_streams_are_still_billed_in_full(kind: BackendKind) {
             .all(|l| l.completed && l.completion_tokens == 40),
         "{ledger:?}"
     );
+}
+
+/// Policy: a non-streaming request whose client leaves before the answer (its connection
+/// closes while the upstream works) runs to its end in a task of its own and is billed in full.
+async fn a_client_that_leaves_before_the_answer_is_still_billed(kind: BackendKind) {
+    let options = MockOptions {
+        latency: Duration::from_millis(400),
+        ..MockOptions::default()
+    };
+    let (app, slow) = setup_with(kind, ProviderKind::Openai, options, |_| {}).await;
+    let (_, key) = app.user_with_key("leaver@example.com", None).await;
+    let body = json!({"model": "gpt-test", "max_tokens": 9, "messages": [{"role": "user", "content": "hi"}]});
+    let gone = app
+        .req(reqwest::Method::POST, "/v1/chat/completions", Some(&key))
+        .json(&body)
+        .timeout(Duration::from_millis(100))
+        .send()
+        .await;
+    assert!(
+        gone.is_err_and(|e| e.is_timeout()),
+        "the client gave up first"
+    );
+    // The upstream was called, answered in full after the client had gone, and the answer
+    // was metered as an ordinary success.
+    let mut ledger = Vec::new();
+    for _ in 0..100 {
+        ledger = slow.ledger();
+        if ledger.iter().any(|l| l.completed) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(ledger.len(), 1, "{ledger:?}");
+    assert!(ledger[0].completed, "{ledger:?}");
+    let rid = ledger[0]
+        .request_id
+        .clone()
+        .expect("the request id is sent upstream");
+    let rec = app.usage_record(&rid).await;
+    assert_eq!(rec.status, 200);
+    assert_eq!(rec.error_code, None);
+    assert_eq!(rec.completion_tokens, 9);
+    assert_eq!(rec.prompt_tokens, i64::from(ledger[0].prompt_tokens));
+    assert!(!rec.estimated);
 }
 
 /// With `max_draining_streams` reached, a stream whose client left is not read on: the
