@@ -53,9 +53,8 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.config.server.max_body_bytes))
         .layer(from_fn_with_state(state.clone(), require_session));
     // `/v1` bodies are read by the handlers, bounded by `gateway.max_request_bytes`.
-    let gateway = v1::router()
-        .layer(DefaultBodyLimit::disable())
-        .layer(from_fn_with_state(state.clone(), v1::require_key));
+    // The API key is checked by the handlers' `ApiKey` extractor, before the body is read.
+    let gateway = v1::router().layer(DefaultBodyLimit::disable());
     Router::new()
         .merge(health::router())
         .merge(api)

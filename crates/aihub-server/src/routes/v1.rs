@@ -7,10 +7,10 @@ use aihub_core::time::now;
 use aihub_gateway::keys::KeyAuthError;
 use aihub_gateway::{AuthenticatedKey, Endpoint, GatewayResponse, ResponseBody};
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
-use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::Next;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
@@ -33,11 +33,23 @@ pub fn router() -> Router<AppState> {
         }))
 }
 
-/// Authenticates every `/v1` request by its API key, from the in-memory key cache (a database
-/// read only on a cache miss), and notes the key's use for the batched `last_used_at` write.
-pub async fn require_key(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let presented = req
-        .headers()
+/// The caller's API key, authenticated from the in-memory key cache (a database read only on a
+/// cache miss), its use noted for the batched `last_used_at` write. An extractor rather than a
+/// middleware layer: a layer costs a boxed future, a state clone and a trip through the
+/// request's extensions on every request. It runs before the body is read; unknown `/v1`
+/// paths and wrong methods never reach it (`404`, `405` without authentication).
+pub struct ApiKey(pub AuthenticatedKey);
+
+impl FromRequestParts<AppState> for ApiKey {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        authenticate(&parts.headers, state).await.map(Self)
+    }
+}
+
+async fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<AuthenticatedKey, Response> {
+    let presented = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
@@ -46,37 +58,35 @@ pub async fn require_key(State(state): State<AppState>, mut req: Request, next: 
         })
         .map(str::trim);
     let Some(presented) = presented.filter(|p| !p.is_empty()) else {
-        return V1Error::invalid_api_key(
+        return Err(V1Error::invalid_api_key(
             "You didn't provide an API key. Send it as `Authorization: Bearer sk-aihub-…`.",
         )
-        .into_response();
+        .into_response());
     };
     let t = now();
     match state.key_cache.authenticate(presented, t).await {
         Ok(key) => {
             state.last_used.touch(key.key.id, t);
-            req.extensions_mut().insert::<AuthenticatedKey>(key);
-            next.run(req).await
+            Ok(key)
         }
-        Err(KeyAuthError::Rejected(r)) => V1Error::invalid_api_key(r.message()).into_response(),
+        Err(KeyAuthError::Rejected(r)) => {
+            Err(V1Error::invalid_api_key(r.message()).into_response())
+        }
         Err(KeyAuthError::Lookup(e)) => {
             tracing::error!(error = %ErrorChain(&*e), "api key lookup failed");
-            V1Error::new(
+            Err(V1Error::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "api_error",
                 "service_unavailable",
                 "The service is temporarily unavailable. Please retry.",
             )
-            .into_response()
+            .into_response())
         }
     }
 }
 
 /// The models this key may use.
-async fn models(
-    State(state): State<AppState>,
-    Extension(key): Extension<AuthenticatedKey>,
-) -> Json<Value> {
+async fn models(State(state): State<AppState>, ApiKey(key): ApiKey) -> Json<Value> {
     let data: Vec<Value> = state
         .gateway
         .models_for(&key)
@@ -88,7 +98,7 @@ async fn models(
 
 async fn chat_completions(
     state: State<AppState>,
-    key: Extension<AuthenticatedKey>,
+    key: ApiKey,
     id: Extension<RequestId>,
     req: Request,
 ) -> Response {
@@ -97,7 +107,7 @@ async fn chat_completions(
 
 async fn completions(
     state: State<AppState>,
-    key: Extension<AuthenticatedKey>,
+    key: ApiKey,
     id: Extension<RequestId>,
     req: Request,
 ) -> Response {
@@ -106,7 +116,7 @@ async fn completions(
 
 async fn embeddings(
     state: State<AppState>,
-    key: Extension<AuthenticatedKey>,
+    key: ApiKey,
     id: Extension<RequestId>,
     req: Request,
 ) -> Response {
@@ -115,7 +125,7 @@ async fn embeddings(
 
 async fn proxy(
     State(state): State<AppState>,
-    Extension(key): Extension<AuthenticatedKey>,
+    ApiKey(key): ApiKey,
     Extension(RequestId(request_id)): Extension<RequestId>,
     req: Request,
     endpoint: Endpoint,
