@@ -2,14 +2,15 @@
 //! total timeouts, bounded body reads, SSE reading with an idle timeout, and the mapping of
 //! upstream errors — whose bodies are never echoed verbatim, since they can carry credentials.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use aihub_core::errors::ErrorChain;
 use aihub_service::catalog::ProviderSpec;
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
-use http::{HeaderMap, Method, StatusCode, Uri};
+use http::uri::Authority;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use http_body_util::{BodyDataStream, BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
@@ -37,6 +38,9 @@ pub type Response = http::Response<Incoming>;
 pub struct Upstream {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     pub spec: Arc<ProviderSpec>,
+    /// The `Host` header of the provider's plain-HTTP URLs (they share one authority), worked
+    /// out from the first URL parsed: hyper's client would otherwise format it on every request.
+    host: OnceLock<(Authority, HeaderValue)>,
 }
 
 impl Upstream {
@@ -65,7 +69,11 @@ impl Upstream {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(1024)
             .build(tls);
-        Ok(Self { client, spec })
+        Ok(Self {
+            client,
+            spec,
+            host: OnceLock::new(),
+        })
     }
 
     /// Parses an endpoint URL once, when the provider is built, so that requests do not. Only
@@ -79,6 +87,11 @@ impl Upstream {
         let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
         if !scheme_ok || uri.host().is_none_or(str::is_empty) {
             return Err(invalid(&"not an absolute http or https URL"));
+        }
+        if self.host.get().is_none()
+            && let Some(host) = host_header(&uri)
+        {
+            let _ = self.host.set(host);
         }
         Ok(uri)
     }
@@ -97,6 +110,11 @@ impl Upstream {
         *req.method_mut() = Method::POST;
         *req.uri_mut() = url.clone();
         *req.headers_mut() = headers;
+        if let Some((authority, host)) = self.host.get()
+            && url.authority() == Some(authority)
+        {
+            req.headers_mut().insert(header::HOST, host.clone());
+        }
         let send = self.client.request(req);
         let wait = deadline.min(Instant::now() + self.spec.first_byte_timeout);
         let resp = match tokio::time::timeout_at(wait, send).await {
@@ -213,6 +231,22 @@ async fn read_capped(resp: Response, cap: usize) -> Result<Bytes, ReadError> {
         buf.extend_from_slice(&chunk);
     }
     Ok(buf.freeze())
+}
+
+/// The `Host` header hyper's client would send for a plain `http` URL: the host, with the port
+/// unless it is 80; with the authority it is for. Plain HTTP is always HTTP/1 here (HTTP/2 is
+/// only negotiated over TLS), where the header is required; `https` URLs are left to hyper,
+/// which sends `Host` only on an HTTP/1 connection (HTTP/2 carries `:authority` instead).
+fn host_header(uri: &Uri) -> Option<(Authority, HeaderValue)> {
+    if uri.scheme_str() != Some("http") {
+        return None;
+    }
+    let authority = uri.authority()?.clone();
+    let value = match uri.port_u16() {
+        Some(port) if port != 80 => HeaderValue::from_str(&format!("{}:{port}", authority.host())),
+        _ => HeaderValue::from_str(authority.host()),
+    };
+    Some((authority, value.ok()?))
 }
 
 fn transport_error(provider: &str, e: &hyper_util::client::legacy::Error) -> GatewayError {
@@ -348,6 +382,43 @@ mod tests {
             mock_chunk_interval: Duration::ZERO,
             source: Source::Config,
         }
+    }
+
+    #[test]
+    fn the_host_header_is_worked_out_once_for_plain_http_urls_only() {
+        let host = |url: &str| {
+            host_header(&url.parse().unwrap())
+                .map(|(a, v)| (a.to_string(), v.to_str().unwrap().to_owned()))
+        };
+        let pair = |a: &str, v: &str| Some((a.to_owned(), v.to_owned()));
+        assert_eq!(
+            host("http://127.0.0.1:9/v1"),
+            pair("127.0.0.1:9", "127.0.0.1:9")
+        );
+        assert_eq!(
+            host("http://llm.internal/v1"),
+            pair("llm.internal", "llm.internal")
+        );
+        // The scheme's default port is left out, as hyper does; never the user info.
+        assert_eq!(
+            host("http://llm.internal:80/v1"),
+            pair("llm.internal:80", "llm.internal")
+        );
+        assert_eq!(
+            host("http://u:p@[::1]:8000/v1"),
+            pair("u:p@[::1]:8000", "[::1]:8000")
+        );
+        // HTTPS may become HTTP/2, which has no Host header: left to hyper.
+        assert_eq!(host("https://api.openai.com/v1"), None);
+
+        let upstream = Upstream::new(Arc::new(spec())).unwrap();
+        upstream.url("http://10.0.0.1:8000/v1/embeddings").unwrap();
+        upstream.url("http://10.0.0.2/v1/embeddings").unwrap();
+        let (authority, value) = upstream.host.get().unwrap();
+        assert_eq!(
+            (authority.as_str(), value.to_str().unwrap()),
+            ("10.0.0.1:8000", "10.0.0.1:8000")
+        );
     }
 
     #[test]

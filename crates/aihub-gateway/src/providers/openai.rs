@@ -59,7 +59,9 @@ impl OpenAi {
 
 /// Headers every OpenAI-style call carries; `auth` adds the credential in the provider's way.
 pub fn base_headers(call: &Call<'_>) -> HeaderMap {
-    let mut h = HeaderMap::new();
+    // Room for these, the credential, and what the client adds (`Host`, `Content-Length`), so
+    // the map is sized once instead of growing on the way.
+    let mut h = HeaderMap::with_capacity(8);
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

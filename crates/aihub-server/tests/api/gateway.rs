@@ -136,6 +136,8 @@ async fn chat_passes_through_and_is_metered(kind: BackendKind) {
         Some(format!("Bearer {PROVIDER_KEY}").as_str())
     );
     assert_eq!(sent.header("x-aihub-request-id"), Some(rid.as_str()));
+    let authority = mock.url().trim_start_matches("http://").to_owned();
+    assert_eq!(sent.header("host"), Some(authority.as_str()));
     let mut expected = body.clone();
     expected["model"] = json!("gpt-4o-2024-08-06");
     assert_eq!(sent.body.unwrap(), expected);
