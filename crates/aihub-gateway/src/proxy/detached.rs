@@ -22,6 +22,9 @@ where
 {
     run: Option<Pin<Box<F>>>,
     token: TaskTrackerToken,
+    /// Set while `run` is being polled: still set on drop, the poll unwound (the future
+    /// panicked) and the future cannot be resumed.
+    in_poll: bool,
 }
 
 impl<F> Detached<F>
@@ -33,6 +36,7 @@ where
         Self {
             run: Some(run),
             token,
+            in_poll: false,
         }
     }
 }
@@ -44,13 +48,17 @@ where
 {
     type Output = F::Output;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.get_mut();
         // Polled again after it completed: it has nothing more to give.
-        let Some(run) = self.run.as_mut() else {
+        let Some(run) = this.run.as_mut() else {
             return Poll::Pending;
         };
-        let out = ready!(run.as_mut().poll(cx));
-        self.run = None;
+        this.in_poll = true;
+        let polled = run.as_mut().poll(cx);
+        this.in_poll = false;
+        let out = ready!(polled);
+        this.run = None;
         Poll::Ready(out)
     }
 }
@@ -61,6 +69,10 @@ where
     F::Output: Send + 'static,
 {
     fn drop(&mut self) {
+        if self.in_poll {
+            // The request panicked (the panic is answered 500 further up): nothing to resume.
+            return;
+        }
         if let Some(run) = self.run.take()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
@@ -120,6 +132,26 @@ mod tests {
             .await
             .expect("the detached rest finishes");
         assert!(done.load(Ordering::SeqCst), "the work ran to its end");
+    }
+
+    #[tokio::test]
+    async fn a_request_that_panicked_is_not_resumed() {
+        use futures_util::FutureExt as _;
+
+        let tracker = TaskTracker::new();
+        let run = Detached::new(
+            Box::pin(async {
+                tokio::task::yield_now().await;
+                panic!("a bug in the request path");
+            }),
+            tracker.token(),
+        );
+        let caught = std::panic::AssertUnwindSafe(run).catch_unwind().await;
+        assert!(caught.is_err());
+        assert!(
+            tracker.is_empty(),
+            "no task spawned to resume a panicked future"
+        );
     }
 
     #[test]
