@@ -268,7 +268,8 @@ impl Gateway {
         Detached::new(run, self.tasks.token()).await
     }
 
-    /// Waits until every request task has finished (after the server stopped accepting).
+    /// Waits until every request has finished, in its connection or detached (after the server
+    /// stopped accepting).
     pub async fn drain(&self, grace: Duration) -> bool {
         self.tasks.close();
         tokio::time::timeout(grace, self.tasks.wait()).await.is_ok()
