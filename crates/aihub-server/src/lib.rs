@@ -146,7 +146,7 @@ impl Application {
         let grace = Duration::from_secs(self.state.config.server.shutdown_grace_secs);
         let app = routes::router(self.state.clone());
         tracing::info!(listen = %self.listener.local_addr()?, "AI Hub is serving");
-        serve::serve(self.listener, app, shutdown, grace).await;
+        serve::serve(self.listener, app, self.state.clone(), shutdown, grace).await;
         if !self.state.gateway.drain(grace).await {
             tracing::warn!("request tasks still running after the grace period");
         }

@@ -26,55 +26,87 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// - adds `Strict-Transport-Security` to responses to requests that came over HTTPS (as far as
 ///   the server can tell: `server.public_url`, `server.secure_cookies`, or
 ///   `X-Forwarded-Proto: https` from a trusted proxy). Browsers ignore it over plain HTTP.
+///
+/// The `/v1` calls that go straight to their handler (see [`crate::serve`]) get the same
+/// through [`Edge`] without the layer.
 pub async fn edge(
     axum::extract::State(state): axum::extract::State<crate::state::AppState>,
-    mut req: Request,
+    req: Request,
     next: Next,
 ) -> Response {
-    let id = RequestId(Uuid::now_v7());
-    req.extensions_mut().insert(id);
-    let span = tracing::info_span!(
-        "request",
-        request_id = %id.0,
-        method = %req.method(),
-        path = %req.uri().path(),
-    );
-    let is_api = req.uri().path().starts_with("/api/");
-    let (parts, body) = req.into_parts();
-    let tls = crate::extract::is_tls(&parts, &state);
-    let start = Instant::now();
-    let mut resp = next
-        .run(Request::from_parts(parts, body))
-        .instrument(span.clone())
-        .await;
-    let status = resp.status();
-    let h = resp.headers_mut();
-    if let Some(v) = aihub_gateway::request_id_value(id.0) {
-        h.insert(X_REQUEST_ID.clone(), v);
-    }
-    for (name, value) in &SECURITY_HEADERS {
-        h.entry(name)
-            .or_insert_with(|| HeaderValue::from_static(value));
-    }
-    if is_api {
-        h.entry(header::CACHE_CONTROL)
-            .or_insert_with(|| HeaderValue::from_static("no-store"));
-    }
-    // A body refused for its size was not read to its end, so the connection cannot carry
-    // another request: say so, or a client reusing it races the close and sees a broken reply.
-    if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    if tls {
-        h.insert(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+    let (edge, req) = Edge::begin(&state, req);
+    let resp = next.run(req).instrument(edge.span.clone()).await;
+    edge.finish(resp)
+}
+
+/// What the edge keeps of a request until its response: [`Edge::begin`] when it arrives,
+/// [`Edge::finish`] on its response.
+pub struct Edge {
+    pub id: RequestId,
+    /// The request's span: run the request in it.
+    pub span: tracing::Span,
+    is_api: bool,
+    tls: bool,
+    start: Instant,
+}
+
+impl Edge {
+    /// Mints the request id (also put in the request's extensions) and opens the span.
+    pub fn begin(state: &crate::state::AppState, mut req: Request) -> (Self, Request) {
+        let id = RequestId(Uuid::now_v7());
+        req.extensions_mut().insert(id);
+        let span = tracing::info_span!(
+            "request",
+            request_id = %id.0,
+            method = %req.method(),
+            path = %req.uri().path(),
         );
+        let is_api = req.uri().path().starts_with("/api/");
+        let (parts, body) = req.into_parts();
+        let tls = crate::extract::is_tls(&parts, state);
+        let edge = Self {
+            id,
+            span,
+            is_api,
+            tls,
+            start: Instant::now(),
+        };
+        (edge, Request::from_parts(parts, body))
     }
-    let status = status.as_u16();
-    let latency_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
-    span.in_scope(|| tracing::info!(status, latency_us, "request finished"));
-    resp
+
+    /// Adds the edge's headers to the response and logs the request's line.
+    pub fn finish(self, mut resp: Response) -> Response {
+        let status = resp.status();
+        let h = resp.headers_mut();
+        if let Some(v) = aihub_gateway::request_id_value(self.id.0) {
+            h.insert(X_REQUEST_ID.clone(), v);
+        }
+        for (name, value) in &SECURITY_HEADERS {
+            h.entry(name)
+                .or_insert_with(|| HeaderValue::from_static(value));
+        }
+        if self.is_api {
+            h.entry(header::CACHE_CONTROL)
+                .or_insert_with(|| HeaderValue::from_static("no-store"));
+        }
+        // A body refused for its size was not read to its end, so the connection cannot carry
+        // another request: say so, or a client reusing it races the close and sees a broken
+        // reply.
+        if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if self.tls {
+            h.insert(
+                header::STRICT_TRANSPORT_SECURITY,
+                HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+            );
+        }
+        let status = status.as_u16();
+        let latency_us = u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.span
+            .in_scope(|| tracing::info!(status, latency_us, "request finished"));
+        resp
+    }
 }
 
 /// Set on every response that does not carry its own.

@@ -1,7 +1,9 @@
 //! The HTTP server loop: hyper with HTTP/1.1 and HTTP/2, a header-read timeout (slow-loris
 //! clients are dropped), the peer address on every request, and graceful shutdown that lets
-//! in-flight requests finish within the grace period.
+//! in-flight requests finish within the grace period. Proxied `/v1` calls go straight to their
+//! handler ([`crate::routes::v1::direct`]); everything else goes through the router.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,18 +15,22 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
+
+use crate::routes::v1;
+use crate::state::AppState;
 
 /// How long a client may take to send its request headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `app` on `listener` until `shutdown` resolves, then waits up to `grace` for open
-/// connections to finish.
+/// connections to finish. `state` is `app`'s: the proxied `/v1` calls it answers without the
+/// router need it.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    state: AppState,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) {
@@ -52,12 +58,23 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let svc = app.clone().map_request(move |mut req: Request<Incoming>| {
+        let (app, state) = (app.clone(), state.clone());
+        let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-            req.map(axum::body::Body::new)
+            let req = req.map(axum::body::Body::new);
+            let direct = v1::direct_endpoint(req.method(), req.uri().path());
+            let (app, state) = (app.clone(), state.clone());
+            async move {
+                Ok::<_, Infallible>(match direct {
+                    Some(endpoint) => v1::direct(state, endpoint, req).await,
+                    None => match app.oneshot(req).await {
+                        Ok(resp) => resp,
+                        Err(never) => match never {},
+                    },
+                })
+            }
         });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(svc));
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(async move {
             if let Err(e) = conn.await {

@@ -3,6 +3,8 @@
 //! `gateway.max_request_bytes`) and hand it to the gateway; the gateway never touches the
 //! database on this path.
 
+use std::panic::AssertUnwindSafe;
+
 use aihub_core::time::now;
 use aihub_gateway::keys::KeyAuthError;
 use aihub_gateway::{AuthenticatedKey, Endpoint, GatewayResponse, ResponseBody};
@@ -10,15 +12,18 @@ use axum::body::Body;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use futures_util::FutureExt;
 use serde_json::{Value, json};
 use tower_http::catch_panic::CatchPanicLayer;
+use tracing::Instrument;
+use uuid::Uuid;
 
 use crate::error::{ErrorChain, V1Error};
-use crate::middleware::RequestId;
+use crate::middleware::{Edge, RequestId};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -27,10 +32,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/completions", post(completions))
         .route("/v1/embeddings", post(embeddings))
-        .layer(CatchPanicLayer::custom(|_| {
-            tracing::error!("gateway handler panicked");
-            V1Error::internal().into_response()
-        }))
+        .layer(CatchPanicLayer::custom(|_| handler_panicked()))
 }
 
 /// The caller's API key, authenticated from the in-memory key cache (a database read only on a
@@ -130,8 +132,19 @@ async fn proxy(
     req: Request,
     endpoint: Endpoint,
 ) -> Response {
+    forward(&state, key, request_id, req.into_body(), endpoint).await
+}
+
+/// Reads the body (bounded by `gateway.max_request_bytes`) and hands the call to the gateway.
+async fn forward(
+    state: &AppState,
+    key: AuthenticatedKey,
+    request_id: Uuid,
+    body: Body,
+    endpoint: Endpoint,
+) -> Response {
     let limit = state.config.gateway.max_request_bytes;
-    let body = match axum::body::to_bytes(req.into_body(), limit).await {
+    let body = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(e) if is_length_limit(&e) => {
             return V1Error::new(
@@ -153,6 +166,48 @@ async fn proxy(
         }
     };
     into_response(state.gateway.handle(endpoint, key, request_id, body).await)
+}
+
+/// The endpoint of a proxied call (`POST` to one of the paths [`router`] gives
+/// [`chat_completions`], [`completions`] and [`embeddings`]), which the server hands straight
+/// to [`direct`]. Anything else, other methods on these paths included, goes through the
+/// router.
+pub(crate) fn direct_endpoint(method: &Method, path: &str) -> Option<Endpoint> {
+    if method != Method::POST {
+        return None;
+    }
+    match path {
+        "/v1/chat/completions" => Some(Endpoint::ChatCompletions),
+        "/v1/completions" => Some(Endpoint::Completions),
+        "/v1/embeddings" => Some(Endpoint::Embeddings),
+        _ => None,
+    }
+}
+
+/// A proxied call without the router: what [`router`]'s handler for it does inside the edge
+/// layer ([`crate::middleware::edge`]) and the panic layers, done in one function. The router
+/// would add a boxed future and a service clone per layer, the route lookup and the extractors'
+/// clones to every call; the answer is the same, headers included (an API test compares them).
+pub(crate) async fn direct(state: AppState, endpoint: Endpoint, req: Request) -> Response {
+    let (edge, req) = Edge::begin(&state, req);
+    let request_id = edge.id.0;
+    let call = async {
+        let (parts, body) = req.into_parts();
+        match authenticate(&parts.headers, &state).await {
+            Ok(key) => forward(&state, key, request_id, body, endpoint).await,
+            Err(refused) => refused,
+        }
+    };
+    let resp = AssertUnwindSafe(call.instrument(edge.span.clone()))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| handler_panicked());
+    edge.finish(resp)
+}
+
+fn handler_panicked() -> Response {
+    tracing::error!("gateway handler panicked");
+    V1Error::internal().into_response()
 }
 
 /// Whether reading a body failed because it exceeded the limit (not because the client left).

@@ -30,6 +30,7 @@ api_tests!(
     total_timeout_bounds_slow_streams,
     shutdown_finishes_streams_and_meters_them,
     the_hot_path_needs_no_database,
+    the_direct_path_answers_as_the_router_does,
 );
 
 const PROVIDER_KEY: &str = "upstream-provider-secret-0123456789";
@@ -1025,4 +1026,155 @@ async fn the_hot_path_needs_no_database(kind: BackendKind) {
         .map(|e| std::fs::read_to_string(e.path()).unwrap().lines().count())
         .sum();
     assert!(lines >= 40, "{lines} journal lines");
+}
+
+/// What a response is made of, for comparing two: status, headers (sorted; those that differ
+/// from call to call or that only the HTTP server adds left out) and body (for JSON, without the
+/// upstream's per-reply `id` and `created`; for events, the events' `data` kinds).
+#[derive(Debug, PartialEq)]
+struct Answer {
+    status: u16,
+    headers: std::collections::BTreeMap<String, String>,
+    body: Value,
+}
+
+impl Answer {
+    fn new(status: u16, headers: &http::HeaderMap, body: &[u8]) -> Self {
+        let mut kept = std::collections::BTreeMap::new();
+        for (name, value) in headers {
+            let name = name.as_str();
+            if matches!(name, "date" | "content-length" | "transfer-encoding") {
+                continue;
+            }
+            let value = value.to_str().unwrap();
+            let value = if name == "x-request-id" {
+                assert!(uuid::Uuid::parse_str(value).is_ok(), "{value}");
+                "<uuid>".to_owned()
+            } else if name.starts_with("x-ratelimit-") {
+                "<figure>".to_owned()
+            } else {
+                value.to_owned()
+            };
+            assert!(
+                kept.insert(name.to_owned(), value).is_none(),
+                "{name} twice"
+            );
+        }
+        let body = match serde_json::from_slice::<Value>(body) {
+            Ok(mut v) => {
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("id");
+                    o.remove("created");
+                }
+                v
+            }
+            Err(_) => Value::from(
+                String::from_utf8_lossy(body)
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data: "))
+                    .map(|d| if d == "[DONE]" { "[DONE]" } else { "chunk" })
+                    .collect::<Vec<_>>(),
+            ),
+        };
+        Self {
+            status,
+            headers: kept,
+            body,
+        }
+    }
+}
+
+/// Proxied calls go from the server straight to their handler (`routes::v1::direct`), past
+/// the router, which still has their routes. Both answer alike — status, the edge's headers,
+/// error bodies, replies — for successes, refusals and malformed or oversized bodies.
+async fn the_direct_path_answers_as_the_router_does(kind: BackendKind) {
+    use tower::ServiceExt;
+
+    let (app, _mock) = setup(kind, ProviderKind::Openai, |c| {
+        c.gateway.max_request_bytes = 4096;
+    })
+    .await;
+    price_models(&app).await;
+    let (_who, key) = app.user_with_key("a@example.com", None).await;
+    let router = aihub_server::routes::router(app.state.clone());
+    let chat = |extra: Value| {
+        let mut body = json!({"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body.to_string()
+    };
+    let cases: Vec<(&str, Option<&str>, String, u16)> = vec![
+        ("/v1/chat/completions", Some(&key), chat(json!({})), 200),
+        (
+            "/v1/chat/completions",
+            Some(&key),
+            chat(json!({"stream": true, "stream_options": {"include_usage": true}})),
+            200,
+        ),
+        (
+            "/v1/completions",
+            Some(&key),
+            json!({"model": "gpt-test", "prompt": "hi", "max_tokens": 3}).to_string(),
+            200,
+        ),
+        (
+            "/v1/embeddings",
+            Some(&key),
+            json!({"model": "embed-test", "input": "hi"}).to_string(),
+            200,
+        ),
+        ("/v1/chat/completions", None, chat(json!({})), 401),
+        (
+            "/v1/chat/completions",
+            Some("sk-aihub-not-a-key"),
+            chat(json!({})),
+            401,
+        ),
+        ("/v1/chat/completions", Some(&key), "{not json".into(), 400),
+        (
+            "/v1/chat/completions",
+            Some(&key),
+            chat(json!({"model": "no-such-model"})),
+            404,
+        ),
+        (
+            "/v1/chat/completions",
+            Some(&key),
+            chat(json!({"pad": "x".repeat(5000)})),
+            413,
+        ),
+    ];
+    for (path, bearer, body, status) in cases {
+        let mut over_http = app
+            .client
+            .post(app.url(path))
+            .header("content-type", "application/json")
+            .body(body.clone());
+        if let Some(b) = bearer {
+            over_http = over_http.bearer_auth(b);
+        }
+        let r = over_http.send().await.unwrap();
+        let (st, headers) = (r.status().as_u16(), r.headers().clone());
+        let direct = Answer::new(st, &headers, &r.bytes().await.unwrap());
+
+        let mut req = http::Request::post(path).header("content-type", "application/json");
+        if let Some(b) = bearer {
+            req = req.header("authorization", format!("Bearer {b}"));
+        }
+        let mut req = req.body(axum::body::Body::from(body)).unwrap();
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+                [127, 0, 0, 1],
+                9,
+            ))));
+        let resp = router.clone().oneshot(req).await.unwrap();
+        let (parts, b) = resp.into_parts();
+        let b = axum::body::to_bytes(b, usize::MAX).await.unwrap();
+        let routed = Answer::new(parts.status.as_u16(), &parts.headers, &b);
+
+        assert_eq!(direct.status, status, "{path} {bearer:?}: {direct:?}");
+        assert_eq!(direct, routed, "{path} {bearer:?}");
+        assert!(direct.headers.contains_key("x-content-type-options"));
+    }
 }
