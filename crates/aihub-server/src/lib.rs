@@ -144,9 +144,8 @@ impl Application {
     /// batch — and closes the database.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let grace = Duration::from_secs(self.state.config.server.shutdown_grace_secs);
-        let app = routes::router(self.state.clone());
         tracing::info!(listen = %self.listener.local_addr()?, "AI Hub is serving");
-        serve::serve(self.listener, app, self.state.clone(), shutdown, grace).await;
+        serve::serve(self.listener, self.state.clone(), shutdown, grace).await;
         if !self.state.gateway.drain(grace).await {
             tracing::warn!("request tasks still running after the grace period");
         }

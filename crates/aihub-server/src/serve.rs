@@ -8,9 +8,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::extract::Request;
+use futures_util::FutureExt;
+use futures_util::future::Either;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -24,16 +25,16 @@ use crate::state::AppState;
 /// How long a client may take to send its request headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `app` on `listener` until `shutdown` resolves, then waits up to `grace` for open
-/// connections to finish. `state` is `app`'s: the proxied `/v1` calls it answers without the
-/// router need it.
+/// Serves the application of `state` ([`crate::routes::router`], and the proxied `/v1` calls
+/// without it) on `listener` until `shutdown` resolves, then waits up to `grace` for open
+/// connections to finish.
 pub async fn serve(
     listener: TcpListener,
-    app: Router,
     state: AppState,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) {
+    let app = crate::routes::router(state.clone());
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -62,16 +63,12 @@ pub async fn serve(
         let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
             let req = req.map(axum::body::Body::new);
-            let direct = v1::direct_endpoint(req.method(), req.uri().path());
-            let (app, state) = (app.clone(), state.clone());
-            async move {
-                Ok::<_, Infallible>(match direct {
-                    Some(endpoint) => v1::direct(state, endpoint, req).await,
-                    None => match app.oneshot(req).await {
-                        Ok(resp) => resp,
-                        Err(never) => match never {},
-                    },
-                })
+            // Only what the request's path needs is cloned: the state or the router.
+            match v1::direct_endpoint(req.method(), req.uri().path()) {
+                Some(endpoint) => {
+                    Either::Left(v1::direct(state.clone(), endpoint, req).map(Ok::<_, Infallible>))
+                }
+                None => Either::Right(app.clone().oneshot(req)),
             }
         });
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
