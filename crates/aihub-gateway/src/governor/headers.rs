@@ -3,7 +3,9 @@
 //! `1.5s`, `6m0s`, `1h2m3s`.
 
 use std::fmt::Write;
+use std::ops::Range;
 
+use bytes::BytesMut;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// One limit's state after a request.
@@ -45,23 +47,46 @@ impl RateHeaders {
     }
 
     /// Sets the headers on a response: the request limit's three, then the token limit's.
-    /// Names are static and numbers go straight into header values, with no string in
-    /// between.
+    /// Names are static; the values are written into one buffer and each header holds a slice
+    /// of it, so the (up to) six values cost two allocations, not one or two each.
     pub fn write_to(&self, h: &mut HeaderMap) {
+        if self.requests.is_none() && self.tokens.is_none() {
+            return;
+        }
         let windows = [
             (self.requests, &REQUEST_HEADERS),
             (self.tokens, &TOKEN_HEADERS),
         ];
+        let mut buf = BytesMut::with_capacity(VALUES_CAPACITY);
+        let mut values: [Option<(&'static HeaderName, Range<usize>)>; 6] = Default::default();
+        let mut slots = values.iter_mut();
         for (window, [limit, remaining, reset]) in windows {
             let Some(w) = window else { continue };
-            h.insert(limit.clone(), HeaderValue::from(w.limit));
-            h.insert(remaining.clone(), HeaderValue::from(w.remaining));
-            if let Ok(v) = HeaderValue::try_from(format_reset(w.reset_us)) {
-                h.insert(reset.clone(), v);
+            for (name, value) in [(limit, w.limit), (remaining, w.remaining)] {
+                let start = buf.len();
+                buf.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+                if let Some(slot) = slots.next() {
+                    *slot = Some((name, start..buf.len()));
+                }
+            }
+            let start = buf.len();
+            write_reset(&mut buf, w.reset_us);
+            if let Some(slot) = slots.next() {
+                *slot = Some((reset, start..buf.len()));
+            }
+        }
+        let buf = buf.freeze();
+        for (name, range) in values.into_iter().flatten() {
+            // Digits and ASCII letters: always a valid value.
+            if let Ok(v) = HeaderValue::from_maybe_shared(buf.slice(range)) {
+                h.insert(name.clone(), v);
             }
         }
     }
 }
+
+/// Room for all six values: two 20-digit numbers and a reset such as `1000h59m59.999s`, twice.
+const VALUES_CAPACITY: usize = 2 * (20 + 20 + 24);
 
 static REQUEST_HEADERS: [HeaderName; 3] = [
     HeaderName::from_static("x-ratelimit-limit-requests"),
@@ -77,14 +102,22 @@ static TOKEN_HEADERS: [HeaderName; 3] = [
 /// `20ms`, `1.5s`, `6m0s`, `1h2m3s` (a duration as OpenAI's headers write it).
 #[must_use]
 pub fn format_reset(us: i64) -> String {
-    let ms = (us.max(0) + 999) / 1000;
+    let mut out = String::new();
+    write_reset(&mut out, us);
+    out
+}
+
+/// Writes a reset as [`format_reset`] does, to `out`.
+fn write_reset(out: &mut impl Write, us: i64) {
+    let ms = us.max(0).saturating_add(999) / 1000;
+    // Writing to memory cannot fail.
     if ms < 1000 {
-        return format!("{ms}ms");
+        let _ = write!(out, "{ms}ms");
+        return;
     }
     let (h, rest) = (ms / 3_600_000, ms % 3_600_000);
     let (m, rest) = (rest / 60_000, rest % 60_000);
     let (s, frac) = (rest / 1000, rest % 1000);
-    let mut out = String::new();
     if h > 0 {
         let _ = write!(out, "{h}h");
     }
@@ -94,10 +127,14 @@ pub fn format_reset(us: i64) -> String {
     if frac == 0 {
         let _ = write!(out, "{s}s");
     } else {
-        let digits = format!("{frac:03}");
-        let _ = write!(out, "{s}.{}s", digits.trim_end_matches('0'));
+        // Milliseconds as a decimal fraction without trailing zeros: 250 → .25, 5 → .005.
+        let (mut digits, mut width) = (frac, 3);
+        while digits % 10 == 0 {
+            digits /= 10;
+            width -= 1;
+        }
+        let _ = write!(out, "{s}.{digits:0width$}s");
     }
-    out
 }
 
 #[cfg(test)]
@@ -115,6 +152,10 @@ mod tests {
         assert_eq!(format_reset(60_250_000), "1m0.25s");
         assert_eq!(format_reset(3_723_000_000), "1h2m3s");
         assert_eq!(format_reset(-5), "0ms");
+        assert_eq!(format_reset(1_005_000), "1.005s");
+        assert_eq!(format_reset(1_050_000), "1.05s");
+        assert_eq!(format_reset(59_999_000), "59.999s");
+        assert_eq!(format_reset(i64::MAX), "2562047788h0m54.775s");
     }
 
     #[test]
