@@ -6,8 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use aihub_service::accounts::{Actor, ClientInfo};
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -168,15 +168,19 @@ fn from_trusted_proxy(peer: Option<IpAddr>, state: &AppState) -> bool {
 /// (`server.secure_cookies`, an `https://` `server.public_url`) or told so by a trusted proxy
 /// (`X-Forwarded-Proto: https`).
 pub(crate) fn is_tls(parts: &Parts, state: &AppState) -> bool {
+    is_tls_from(&parts.headers, peer_ip(parts), state)
+}
+
+/// [`is_tls`] for a request with `headers` from the TCP peer `peer`.
+pub(crate) fn is_tls_from(headers: &HeaderMap, peer: Option<IpAddr>, state: &AppState) -> bool {
     let server = &state.config.server;
     server.secure_cookies
         || server
             .public_url
             .as_deref()
             .is_some_and(|u| u.starts_with("https://"))
-        || (from_trusted_proxy(peer_ip(parts), state)
-            && parts
-                .headers
+        || (from_trusted_proxy(peer, state)
+            && headers
                 .get("x-forwarded-proto")
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.eq_ignore_ascii_case("https")))

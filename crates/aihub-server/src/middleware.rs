@@ -1,10 +1,11 @@
 //! The layer on every response: a gateway-minted request id (UUIDv7) as `x-request-id` and in
 //! the log span, one access-log line, and security headers.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use axum::extract::Request;
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
@@ -51,27 +52,41 @@ pub struct Edge {
 }
 
 impl Edge {
-    /// Mints the request id (also put in the request's extensions) and opens the span.
+    /// For a request through the router: [`Edge::open`], with the request id also put in the
+    /// request's extensions (handlers and audit rows read it there).
     pub fn begin(state: &crate::state::AppState, mut req: Request) -> (Self, Request) {
+        let peer = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(a)| a.ip());
+        let edge = Self::open(state, req.method(), req.uri().path(), req.headers(), peer);
+        req.extensions_mut().insert(edge.id);
+        (edge, req)
+    }
+
+    /// Mints the request id and opens the span, for a request from `peer` (its TCP peer, which
+    /// decides whether its `X-Forwarded-Proto` is trusted).
+    pub fn open(
+        state: &crate::state::AppState,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        peer: Option<IpAddr>,
+    ) -> Self {
         let id = RequestId(Uuid::now_v7());
-        req.extensions_mut().insert(id);
         let span = tracing::info_span!(
             "request",
             request_id = %id.0,
-            method = %req.method(),
-            path = %req.uri().path(),
+            method = %method,
+            path = %path,
         );
-        let is_api = req.uri().path().starts_with("/api/");
-        let (parts, body) = req.into_parts();
-        let tls = crate::extract::is_tls(&parts, state);
-        let edge = Self {
+        Self {
             id,
             span,
-            is_api,
-            tls,
+            is_api: path.starts_with("/api/"),
+            tls: crate::extract::is_tls_from(headers, peer, state),
             start: Instant::now(),
-        };
-        (edge, Request::from_parts(parts, body))
+        }
     }
 
     /// Adds the edge's headers to the response and logs the request's line.

@@ -1,7 +1,8 @@
 //! The HTTP server loop: hyper with HTTP/1.1 and HTTP/2, a header-read timeout (slow-loris
-//! clients are dropped), the peer address on every request, and graceful shutdown that lets
+//! clients are dropped), the peer address with every request, and graceful shutdown that lets
 //! in-flight requests finish within the grace period. Proxied `/v1` calls go straight to their
-//! handler ([`crate::routes::v1::direct`]); everything else goes through the router.
+//! handler ([`crate::routes::v1::direct`]), the peer address handed to it; everything else goes
+//! through the router, the peer address in the request's extensions (`ConnectInfo`).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -9,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
-use axum::extract::Request;
+use axum::http::Request;
 use futures_util::FutureExt;
 use futures_util::future::Either;
 use hyper::body::Incoming;
@@ -61,14 +62,16 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let (app, state) = (app.clone(), state.clone());
         let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-            let req = req.map(axum::body::Body::new);
-            // Only what the request's path needs is cloned: the state or the router.
+            // Only what the request's path needs is cloned (the state or the router), and only
+            // the router's requests carry the peer address in their extensions.
             match v1::direct_endpoint(req.method(), req.uri().path()) {
-                Some(endpoint) => {
-                    Either::Left(v1::direct(state.clone(), endpoint, req).map(Ok::<_, Infallible>))
+                Some(endpoint) => Either::Left(
+                    v1::direct(state.clone(), endpoint, req, peer).map(Ok::<_, Infallible>),
+                ),
+                None => {
+                    req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+                    Either::Right(app.clone().oneshot(req.map(axum::body::Body::new)))
                 }
-                None => Either::Right(app.clone().oneshot(req)),
             }
         });
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);

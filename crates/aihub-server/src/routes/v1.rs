@@ -3,12 +3,14 @@
 //! `gateway.max_request_bytes`) and hand it to the gateway; the gateway never touches the
 //! database on this path.
 
+use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 
 use aihub_core::time::now;
 use aihub_gateway::keys::KeyAuthError;
 use aihub_gateway::{AuthenticatedKey, Endpoint, GatewayResponse, ResponseBody};
-use axum::body::Body;
+use axum::BoxError;
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::request::Parts;
@@ -17,6 +19,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use futures_util::FutureExt;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
 use serde_json::{Value, json};
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
@@ -118,17 +122,21 @@ async fn proxy(
 }
 
 /// Reads the body (bounded by `gateway.max_request_bytes`) and hands the call to the gateway.
-async fn forward(
+async fn forward<B>(
     state: &AppState,
     key: AuthenticatedKey,
     request_id: Uuid,
-    body: Body,
+    body: B,
     endpoint: Endpoint,
-) -> Response {
+) -> Response
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
     let limit = state.config.gateway.max_request_bytes;
-    let body = match axum::body::to_bytes(body, limit).await {
-        Ok(b) => b,
-        Err(e) if is_length_limit(&e) => {
+    let body = match Limited::new(body, limit).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) if is_length_limit(&*e) => {
             return V1Error::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request_error",
@@ -170,11 +178,22 @@ pub(crate) fn direct_endpoint(method: &Method, path: &str) -> Option<Endpoint> {
 /// layer ([`crate::middleware::edge`]) and the panic layers, done in one function. The router
 /// would add a boxed future and a service clone per layer, the route lookup and the extractors'
 /// clones to every call; the answer is the same, headers included (an API test compares them).
-pub(crate) async fn direct(state: AppState, endpoint: Endpoint, req: Request) -> Response {
-    let (edge, req) = Edge::begin(&state, req);
+pub(crate) async fn direct(
+    state: AppState,
+    endpoint: Endpoint,
+    req: http::Request<Incoming>,
+    peer: SocketAddr,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let edge = Edge::open(
+        &state,
+        &parts.method,
+        parts.uri.path(),
+        &parts.headers,
+        Some(peer.ip()),
+    );
     let request_id = edge.id.0;
     let call = async {
-        let (parts, body) = req.into_parts();
         match authenticate(&parts.headers, &state).await {
             Ok(key) => forward(&state, key, request_id, body, endpoint).await,
             Err(refused) => refused,
@@ -193,8 +212,8 @@ fn handler_panicked() -> Response {
 }
 
 /// Whether reading a body failed because it exceeded the limit (not because the client left).
-fn is_length_limit(e: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+fn is_length_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
     while let Some(s) = source {
         if s.is::<http_body_util::LengthLimitError>() {
             return true;
@@ -208,33 +227,30 @@ fn is_length_limit(e: &axum::Error) -> bool {
 const RESPONSE_HEADERS: usize = 20;
 
 fn into_response(r: GatewayResponse) -> Response {
-    let mut resp = match r.body {
+    // Room for everything added on the way out (these, the request id, the security headers),
+    // so the map is allocated once instead of growing.
+    let mut h = HeaderMap::with_capacity(RESPONSE_HEADERS);
+    let body = match r.body {
         ResponseBody::Json(bytes) => {
-            let mut resp = Response::new(Body::from(bytes));
-            resp.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            resp
+            h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            Body::from(bytes)
         }
         ResponseBody::Events(events) => {
-            let mut resp = Response::new(Body::new(events));
-            let h = resp.headers_mut();
             h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
             h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-            resp
+            Body::new(events)
         }
     };
-    *resp.status_mut() = r.status;
-    let h = resp.headers_mut();
-    // Room for everything added on the way out (these, the request id, the security headers),
-    // so the map is sized once instead of growing twice.
-    h.reserve(RESPONSE_HEADERS);
     if let Some(secs) = r.retry_after {
         h.insert(RETRY_AFTER, HeaderValue::from(secs));
     }
     if r.final_answer {
         h.insert("x-should-retry", HeaderValue::from_static("false"));
     }
-    r.rate.write_to(h);
+    r.rate.write_to(&mut h);
+    let mut resp = Response::new(body);
+    *resp.status_mut() = r.status;
+    *resp.headers_mut() = h;
     resp
 }

@@ -10,6 +10,7 @@ use crate::helpers::{api_tests, error_code, spawn_app, spawn_app_with};
 
 api_tests!(
     every_response_carries_request_id_and_security_headers,
+    hsts_follows_a_trusted_proxy_on_every_path,
     bad_routes_and_bodies,
     health_probes
 );
@@ -71,6 +72,44 @@ async fn every_response_carries_request_id_and_security_headers(kind: BackendKin
         .await
         .unwrap();
     assert_ne!(r.headers()["x-request-id"], "client-chosen");
+}
+
+/// `Strict-Transport-Security` goes on responses to requests a trusted proxy says came over
+/// HTTPS, whichever way the server handles them: through the router (`/healthz`, `/v1/models`)
+/// or straight to the proxy handler (`POST /v1/chat/completions`, which has the peer address
+/// handed to it rather than in the request's extensions). From any other peer the header is
+/// the client's own claim and is ignored.
+async fn hsts_follows_a_trusted_proxy_on_every_path(kind: BackendKind) {
+    let trusting = spawn_app_with(kind, |c| {
+        c.server.trusted_proxies = vec![std::net::Ipv4Addr::LOCALHOST.into()];
+    })
+    .await;
+    let untrusting = spawn_app(kind).await;
+    for (app, trusted) in [(&trusting, true), (&untrusting, false)] {
+        for (method, path) in [
+            (Method::GET, "/healthz"),
+            (Method::GET, "/v1/models"),
+            (Method::POST, "/v1/chat/completions"),
+        ] {
+            for https in [true, false] {
+                let mut req = app
+                    .client
+                    .request(method.clone(), app.url(path))
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body("{}");
+                if https {
+                    req = req.header("x-forwarded-proto", "https");
+                }
+                let r = req.send().await.unwrap();
+                assert_eq!(
+                    r.headers().get(header::STRICT_TRANSPORT_SECURITY).is_some(),
+                    trusted && https,
+                    "{method} {path}, trusted proxy: {trusted}, https: {https} ({})",
+                    r.status()
+                );
+            }
+        }
+    }
 }
 
 async fn bad_routes_and_bodies(kind: BackendKind) {
