@@ -40,8 +40,8 @@ pub async fn edge(
     edge.finish(resp)
 }
 
-/// What the edge keeps of a request until its response: [`Edge::begin`] when it arrives,
-/// [`Edge::finish`] on its response.
+/// What the edge keeps of a request until its response: [`Edge::begin`] (router) or
+/// [`Edge::open`] (the direct `/v1` path) when it arrives, [`Edge::finish`] on its response.
 pub struct Edge {
     pub id: RequestId,
     /// The request's span: run the request in it.
