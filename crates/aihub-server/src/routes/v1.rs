@@ -254,3 +254,29 @@ fn into_response(r: GatewayResponse) -> Response {
     *resp.headers_mut() = h;
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::Full;
+
+    use super::*;
+
+    /// A body over the limit answers 413 whether its error comes bare (the direct path reads
+    /// hyper's body through `Limited`) or wrapped (axum's body); any other read error is not
+    /// one.
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_told_apart_from_a_broken_one() {
+        let over = Limited::new(Full::new(Bytes::from_static(b"12345")), 4)
+            .collect()
+            .await
+            .expect_err("five bytes are over a limit of four");
+        assert!(is_length_limit(&*over));
+        assert!(is_length_limit(&axum::Error::new(over)));
+        assert!(!is_length_limit(&std::io::Error::other(
+            "the client went away"
+        )));
+        assert!(!is_length_limit(&axum::Error::new(std::io::Error::other(
+            "the client went away"
+        ))));
+    }
+}
