@@ -7,7 +7,7 @@ use aihub_service::accounts::{Actor, ClientInfo};
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{Extensions, HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -130,7 +130,7 @@ impl FromRequestParts<AppState> for Client {
 
 pub(crate) fn client_of(parts: &Parts, state: &AppState) -> Client {
     let server = &state.config.server;
-    let peer = peer_ip(parts);
+    let peer = peer_ip(&parts.extensions);
     let ip = if from_trusted_proxy(peer, state) {
         forwarded_client(parts, &server.trusted_proxies).or(peer)
     } else {
@@ -153,9 +153,10 @@ pub(crate) fn client_of(parts: &Parts, state: &AppState) -> Client {
     }
 }
 
-fn peer_ip(parts: &Parts) -> Option<IpAddr> {
-    parts
-        .extensions
+/// The TCP peer's address, which the serve loop puts in the extensions of every request that
+/// goes through the router.
+pub(crate) fn peer_ip(extensions: &Extensions) -> Option<IpAddr> {
+    extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(a)| a.ip())
 }
@@ -168,7 +169,7 @@ fn from_trusted_proxy(peer: Option<IpAddr>, state: &AppState) -> bool {
 /// (`server.secure_cookies`, an `https://` `server.public_url`) or told so by a trusted proxy
 /// (`X-Forwarded-Proto: https`).
 pub(crate) fn is_tls(parts: &Parts, state: &AppState) -> bool {
-    is_tls_from(&parts.headers, peer_ip(parts), state)
+    is_tls_from(&parts.headers, peer_ip(&parts.extensions), state)
 }
 
 /// [`is_tls`] for a request with `headers` from the TCP peer `peer`.

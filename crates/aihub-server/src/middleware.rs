@@ -1,10 +1,10 @@
 //! The layer on every response: a gateway-minted request id (UUIDv7) as `x-request-id` and in
 //! the log span, one access-log line, and security headers.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -55,10 +55,7 @@ impl Edge {
     /// For a request through the router: [`Edge::open`], with the request id also put in the
     /// request's extensions (handlers and audit rows read it there).
     pub fn begin(state: &crate::state::AppState, mut req: Request) -> (Self, Request) {
-        let peer = req
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(a)| a.ip());
+        let peer = crate::extract::peer_ip(req.extensions());
         let edge = Self::open(state, req.method(), req.uri().path(), req.headers(), peer);
         req.extensions_mut().insert(edge.id);
         (edge, req)
