@@ -2,11 +2,18 @@
 //! before its response completes. Two entries per request: `Start` before the upstream call
 //! (so a request cut short by a crash is still billed) and `Finish` with the final usage.
 //!
-//! Durability: each entry is one `write(2)` of one line, under a lock, before the caller
-//! proceeds — so a process crash (SIGKILL included) loses nothing acknowledged, because the
-//! kernel holds the bytes. `fdatasync` runs every `usage.fsync_interval_ms`, bounding what an OS
-//! crash or power loss can take. Each process start writes new segment files, so segments of
-//! earlier runs are sealed; the [`loader`](crate::loader) moves entries into the database.
+//! Durability: an append returns once its line is in the kernel, written by `write(2)` under a
+//! lock — so a process crash (SIGKILL included) loses nothing acknowledged, because the kernel
+//! holds the bytes. `fdatasync` runs every `usage.fsync_interval_ms`, bounding what an OS crash
+//! or power loss can take. Each process start writes new segment files, so segments of earlier
+//! runs are sealed; the [`loader`](crate::loader) moves entries into the database.
+//!
+//! Group commit: lines wait in a buffer and one `write(2)` takes all that are waiting. A
+//! request's append ([`Journal::append_grouped`]) may let the scheduler run the other ready
+//! tasks once before it writes, so that their entries join its write: under load one system
+//! call carries many requests' entries. It only waits while waiting has paid off — while
+//! others' entries joined recent writes — and tries again every [`PROBE_EVERY`] appends, so at
+//! a low rate an append is one write as before.
 //!
 //! The file is the record; the loader of this process need not read it back. Once a loader has
 //! attached, every appended entry is also kept in memory with its position in the file (the
@@ -17,14 +24,15 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use aihub_core::config::UsageConfig;
 use aihub_core::{Currency, KeyId, OrgId, TeamId, UserId};
 use aihub_store::UsageRecord;
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -153,13 +161,72 @@ pub struct Tail {
     pub incomplete: bool,
 }
 
+/// Entries in the tail at which the loader is woken before its interval is up, so that the
+/// tail rarely fills under load (a full tail sends the loader to the file).
+pub const TAIL_WAKE: usize = TAIL_MAX / 4;
+
+/// Grouped appends try waiting for others once in this many appends while waiting is off.
+pub const PROBE_EVERY: u32 = 64;
+
+/// Consecutive waits that no other entry joined, after which appends stop waiting.
+const MISSES_TO_STOP: u32 = 8;
+
+/// How a write of waiting lines went, for every append among them.
+#[derive(Debug, Clone, Copy)]
+struct Outcome {
+    /// `Err` with the error's kind when the write failed.
+    result: Result<(), io::ErrorKind>,
+    /// Entries the write carried.
+    entries: usize,
+}
+
+/// The lines waiting for one write; each append holds the batch its line is in.
+#[derive(Default)]
+struct Batch {
+    outcome: OnceLock<Outcome>,
+}
+
 struct Writer {
     file: File,
     seq: u64,
     len: u64,
-    buf: Vec<u8>,
+    /// Encoded lines waiting for the next write, in submission order.
+    pending: Vec<u8>,
+    /// Their entries and line lengths, for the tail.
+    pending_entries: Vec<(Entry, usize)>,
+    /// The batch the waiting lines belong to; a new one starts with each write.
+    batch: Arc<Batch>,
     /// `None` until a loader attaches.
     tail: Option<Tail>,
+}
+
+/// Whether grouped appends currently wait for others (see the module documentation).
+#[derive(Default)]
+struct Grouping {
+    waiting: AtomicBool,
+    misses: AtomicU32,
+    appends: AtomicU32,
+}
+
+impl Grouping {
+    fn should_wait(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed)
+            || self
+                .appends
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(PROBE_EVERY)
+    }
+
+    /// After a wait: the write that carried the entry carried `entries` in all.
+    fn observe(&self, entries: usize) {
+        if entries > 1 {
+            self.misses.store(0, Ordering::Relaxed);
+            self.waiting.store(true, Ordering::Relaxed);
+        } else if self.misses.fetch_add(1, Ordering::Relaxed) + 1 >= MISSES_TO_STOP {
+            self.misses.store(0, Ordering::Relaxed);
+            self.waiting.store(false, Ordering::Relaxed);
+        }
+    }
 }
 
 pub struct Journal {
@@ -170,6 +237,11 @@ pub struct Journal {
     writer: Mutex<Writer>,
     /// Entries in the last tail taken: the next tail's buffer is sized by it, outside the lock.
     tail_hint: AtomicUsize,
+    grouping: Grouping,
+    /// Signalled when the tail reaches [`TAIL_WAKE`] entries.
+    tail_filling: Notify,
+    /// `write(2)`s of lines so far.
+    writes: AtomicU64,
 }
 
 impl Journal {
@@ -188,10 +260,21 @@ impl Journal {
                 file,
                 seq: first_seq,
                 len: 0,
-                buf: Vec::with_capacity(1024),
+                pending: Vec::with_capacity(4096),
+                pending_entries: Vec::with_capacity(16),
+                batch: Arc::default(),
                 tail: None,
             }),
+            grouping: Grouping::default(),
+            tail_filling: Notify::new(),
+            writes: AtomicU64::new(0),
         })
+    }
+
+    /// Writes of lines to the file so far: with group commit, fewer than the entries appended.
+    #[must_use]
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
     }
 
     /// Identifies this process run in `Start` entries.
@@ -211,58 +294,144 @@ impl Journal {
         &self.dir
     }
 
-    /// Appends one entry with a single write. Returns once the kernel has the bytes.
-    pub fn append(&self, entry: Entry) -> io::Result<()> {
-        let mut w = self
-            .writer
+    fn lock(&self) -> std::sync::MutexGuard<'_, Writer> {
+        self.writer
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let w = &mut *w;
-        w.buf.clear();
-        encode::entry(&mut w.buf, &entry);
-        w.buf.push(b'\n');
-        if w.len > 0 && w.len + w.buf.len() as u64 > self.segment_max {
-            w.file.sync_data()?;
-            let seq = w.seq + 1;
-            w.file = open_segment(&self.dir, seq)?;
-            w.seq = seq;
-            w.len = 0;
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Appends one entry, with the lines of others waiting, in one write. Returns once the
+    /// kernel has the bytes.
+    pub fn append(&self, entry: Entry) -> io::Result<()> {
+        let mut w = self.lock();
+        self.queue(&mut w, entry);
+        self.write_pending(&mut w).map(|_| ())
+    }
+
+    /// Appends one entry like [`Journal::append`], letting the other ready tasks run once first
+    /// while that has been joining their entries to the write (group commit). Returns once
+    /// the kernel has the bytes.
+    pub async fn append_grouped(&self, entry: Entry) -> io::Result<()> {
+        if !self.grouping.should_wait() {
+            return self.append(entry);
         }
-        let at = Position {
-            seq: w.seq,
-            offset: w.len,
+        let batch = {
+            let mut w = self.lock();
+            self.queue(&mut w, entry);
+            w.batch.clone()
         };
-        if let Err(e) = w.file.write_all(&w.buf) {
-            // Part of the line may have reached the file: offsets are re-read from it, and the
+        tokio::task::yield_now().await;
+        let mut w = self.lock();
+        let outcome = match batch.outcome.get() {
+            // Another append wrote this line with its own.
+            Some(o) => *o,
+            None => match self.write_pending(&mut w) {
+                Ok(entries) => Outcome {
+                    result: Ok(()),
+                    entries,
+                },
+                Err(e) => {
+                    drop(w);
+                    self.grouping.observe(1);
+                    return Err(e);
+                }
+            },
+        };
+        drop(w);
+        self.grouping.observe(outcome.entries);
+        outcome
+            .result
+            .map_err(|kind| io::Error::new(kind, "the usage journal write failed"))
+    }
+
+    /// Encodes `entry` as a line waiting for the next write.
+    fn queue(&self, w: &mut Writer, entry: Entry) {
+        let start = w.pending.len();
+        encode::entry(&mut w.pending, &entry);
+        w.pending.push(b'\n');
+        let len = w.pending.len() - start;
+        w.pending_entries.push((entry, len));
+    }
+
+    /// Writes every waiting line with one write and completes their batch. Returns how many
+    /// entries it wrote.
+    fn write_pending(&self, w: &mut Writer) -> io::Result<usize> {
+        let entries = w.pending_entries.len();
+        if entries == 0 {
+            return Ok(0);
+        }
+        let result = self.write_locked(w);
+        if Arc::get_mut(&mut w.batch).is_none() {
+            // Appends are waiting on this batch: they read the outcome, and the next lines
+            // form a new one. (Otherwise the batch is reused as it is: no allocation.)
+            let _ = w.batch.outcome.set(Outcome {
+                result: result.as_ref().copied().map_err(io::Error::kind),
+                entries,
+            });
+            w.batch = Arc::default();
+        }
+        w.pending.clear();
+        w.pending_entries.clear();
+        result.map(|()| entries)
+    }
+
+    fn write_locked(&self, w: &mut Writer) -> io::Result<()> {
+        let mut written = Ok(());
+        if w.len > 0 && w.len + w.pending.len() as u64 > self.segment_max {
+            written = w.file.sync_data().and_then(|()| {
+                let seq = w.seq + 1;
+                w.file = open_segment(&self.dir, seq)?;
+                w.seq = seq;
+                w.len = 0;
+                Ok(())
+            });
+        }
+        if written.is_ok() {
+            self.writes.fetch_add(1, Ordering::Relaxed);
+            written = w.file.write_all(&w.pending);
+        }
+        if written.is_err() {
+            // Part of the lines may have reached the file: offsets are re-read from it, and the
             // loader goes to the file for what follows.
             w.len = w.file.metadata().map_or(w.len, |m| m.len());
             if let Some(tail) = &mut w.tail {
                 tail.incomplete = true;
             }
-            return Err(e);
+            return written;
         }
-        w.len += w.buf.len() as u64;
+        let (seq, mut offset) = (w.seq, w.len);
+        w.len += w.pending.len() as u64;
         if let Some(tail) = &mut w.tail {
-            if tail.entries.len() < TAIL_MAX {
-                tail.entries.push(Appended {
-                    entry,
-                    at,
-                    end: w.len,
-                });
-            } else {
-                tail.incomplete = true;
+            let before = tail.entries.len();
+            for (entry, len) in w.pending_entries.drain(..) {
+                let at = Position { seq, offset };
+                offset += len as u64;
+                if tail.entries.len() < TAIL_MAX {
+                    tail.entries.push(Appended {
+                        entry,
+                        at,
+                        end: offset,
+                    });
+                } else {
+                    tail.incomplete = true;
+                }
+            }
+            if before < TAIL_WAKE && tail.entries.len() >= TAIL_WAKE {
+                self.tail_filling.notify_one();
             }
         }
         Ok(())
     }
 
+    /// Resolves when the tail has filled to [`TAIL_WAKE`] entries since it was last taken (or
+    /// had before this call, if no one was waiting then).
+    pub async fn tail_filling(&self) {
+        self.tail_filling.notified().await;
+    }
+
     /// Starts keeping appended entries for a loader (see the module documentation).
     pub fn attach_tail(&self) {
-        let mut w = self
-            .writer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        w.tail.get_or_insert_with(Tail::default);
+        self.lock().tail.get_or_insert_with(Tail::default);
     }
 
     /// The entries appended since the last take (empty before [`Journal::attach_tail`]).
@@ -273,10 +442,7 @@ impl Journal {
             incomplete: false,
         };
         let taken = {
-            let mut w = self
-                .writer
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut w = self.lock();
             match &mut w.tail {
                 Some(tail) => std::mem::replace(tail, fresh),
                 None => Tail::default(),
@@ -286,13 +452,11 @@ impl Journal {
         taken
     }
 
-    /// Forces appended entries to stable storage.
+    /// Forces appended entries to stable storage, writing any lines still waiting first.
     pub fn sync(&self) -> io::Result<()> {
         let file = {
-            let w = self
-                .writer
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut w = self.lock();
+            self.write_pending(&mut w)?;
             w.file.try_clone()?
         };
         file.sync_data()
@@ -453,6 +617,160 @@ mod tests {
         let next = j.take_tail();
         assert_eq!(next.entries.len(), 1);
         assert!(!next.incomplete, "collecting again after a take");
+    }
+
+    /// `n` grouped appends in tasks of their own, all spawned before any runs, on this thread.
+    async fn grouped_wave(j: &Arc<Journal>, n: usize) -> Vec<io::Result<()>> {
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let j = j.clone();
+                tokio::spawn(async move {
+                    j.append_grouped(Entry::Finish(finish(Uuid::now_v7())))
+                        .await
+                })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for t in tasks {
+            results.push(t.await.unwrap());
+        }
+        results
+    }
+
+    fn lines_in(cfg: &UsageConfig) -> usize {
+        segments(&cfg.journal_dir)
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let text = std::fs::read_to_string(segment_path(&cfg.journal_dir, *s)).unwrap();
+                text.lines()
+                    .inspect(|l| {
+                        serde_json::from_str::<Entry>(l).unwrap();
+                    })
+                    .count()
+            })
+            .sum()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn concurrent_appends_share_a_write_once_waiting_pays_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = UsageConfig {
+            journal_dir: dir.path().join("j"),
+            ..UsageConfig::default()
+        };
+        let j = Arc::new(Journal::open(&cfg).unwrap());
+        j.attach_tail();
+
+        // One at a time, nothing can join: one write each, and appends stop waiting.
+        for _ in 0..100 {
+            j.append_grouped(Entry::Finish(finish(Uuid::now_v7())))
+                .await
+                .unwrap();
+        }
+        assert_eq!(j.writes(), 100);
+        assert!(!j.grouping.waiting.load(Ordering::Relaxed));
+
+        // Many at once: a probing append finds others' lines joined to its write...
+        let first = grouped_wave(&j, 2 * PROBE_EVERY as usize).await;
+        assert!(first.iter().all(Result::is_ok));
+        assert!(
+            j.grouping.waiting.load(Ordering::Relaxed),
+            "waiting pays off"
+        );
+        let before = j.writes();
+        assert!(before < 100 + 2 * u64::from(PROBE_EVERY));
+
+        // ...so the next wave waits, and its 200 entries take one write.
+        let second = grouped_wave(&j, 200).await;
+        assert!(second.iter().all(Result::is_ok));
+        assert_eq!(j.writes(), before + 1);
+
+        // Every line is in the file once, and in the tail in file order.
+        let total = 100 + 2 * PROBE_EVERY as usize + 200;
+        assert_eq!(lines_in(&cfg), total);
+        let tail = j.take_tail();
+        assert_eq!(tail.entries.len(), total);
+        assert!(!tail.incomplete);
+        assert!(tail.entries.windows(2).all(|w| w[0].end == w[1].at.offset));
+
+        // Back to one at a time: after a few waits that no one joins, appends stop waiting.
+        for _ in 0..MISSES_TO_STOP {
+            j.append_grouped(Entry::Finish(finish(Uuid::now_v7())))
+                .await
+                .unwrap();
+        }
+        assert!(!j.grouping.waiting.load(Ordering::Relaxed));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_failed_write_fails_every_append_it_carried() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = UsageConfig {
+            journal_dir: dir.path().join("j"),
+            ..UsageConfig::default()
+        };
+        let j = Arc::new(Journal::open(&cfg).unwrap());
+        j.attach_tail();
+        j.grouping.waiting.store(true, Ordering::Relaxed);
+        let path = segment_path(&cfg.journal_dir, j.first_seq());
+        // A descriptor that cannot write stands in for a full or failing disk.
+        j.lock().file = File::open(&path).unwrap();
+        let results = grouped_wave(&j, 5).await;
+        assert_eq!(results.len(), 5);
+        assert!(results.iter().all(Result::is_err), "{results:?}");
+        assert!(j.append(Entry::Finish(finish(Uuid::now_v7()))).is_err());
+        let tail = j.take_tail();
+        assert!(
+            tail.entries.is_empty() && tail.incomplete,
+            "the loader reads the file"
+        );
+
+        // Once writes work again, so do appends; nothing failed is left waiting.
+        j.lock().file = OpenOptions::new().append(true).open(&path).unwrap();
+        assert!(grouped_wave(&j, 3).await.iter().all(Result::is_ok));
+        assert_eq!(lines_in(&cfg), 3);
+    }
+
+    #[test]
+    fn sync_writes_lines_still_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = UsageConfig {
+            journal_dir: dir.path().join("j"),
+            ..UsageConfig::default()
+        };
+        let j = Journal::open(&cfg).unwrap();
+        {
+            let mut w = j.lock();
+            j.queue(&mut w, Entry::Finish(finish(Uuid::now_v7())));
+        }
+        assert_eq!(lines_in(&cfg), 0);
+        j.sync().unwrap();
+        assert_eq!(lines_in(&cfg), 1);
+        j.sync().unwrap();
+        assert_eq!(j.writes(), 1, "nothing left to write");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_loader_is_woken_when_the_tail_fills() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = UsageConfig {
+            journal_dir: dir.path().join("j"),
+            ..UsageConfig::default()
+        };
+        let j = Journal::open(&cfg).unwrap();
+        j.attach_tail();
+        let e = Entry::Finish(finish(Uuid::now_v7()));
+        let wait = Duration::from_millis(50);
+        for _ in 1..TAIL_WAKE {
+            j.append(e.clone()).unwrap();
+        }
+        assert!(tokio::time::timeout(wait, j.tail_filling()).await.is_err());
+        j.append(e.clone()).unwrap();
+        assert!(tokio::time::timeout(wait, j.tail_filling()).await.is_ok());
+        // Once per filling: more entries before a take do not wake it again.
+        j.append(e).unwrap();
+        assert!(tokio::time::timeout(wait, j.tail_filling()).await.is_err());
     }
 
     #[test]

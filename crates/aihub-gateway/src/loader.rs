@@ -141,9 +141,11 @@ impl Loader {
     pub async fn run(mut self, every: Duration, stop: CancellationToken, drain: Duration) {
         let every = every.max(Duration::from_millis(5));
         loop {
+            // Early when the tail fills up under load: a full tail would send it to the file.
             tokio::select! {
                 () = stop.cancelled() => break,
                 () = tokio::time::sleep(every) => {}
+                () = self.journal.tail_filling() => {}
             }
             if let Err(e) = self.step().await {
                 tracing::error!(error = %e, "usage journal read failed");

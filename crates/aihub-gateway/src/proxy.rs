@@ -390,6 +390,14 @@ impl Gateway {
         }
     }
 
+    /// [`Gateway::record`] in a request's own task: its write may carry others' entries.
+    async fn record_grouped(&self, entry: UsageRecord) {
+        let request_id = entry.request_id;
+        if let Err(e) = self.journal.append_grouped(Entry::Finish(entry)).await {
+            tracing::error!(error = %e, %request_id, "could not write usage to the journal");
+        }
+    }
+
     /// Ends a request with an error response and its usage record.
     fn reject(&self, meter: &Meter, e: &GatewayError) -> GatewayResponse {
         self.record(meter.finish(e.status, Some(e.code), Usage::default(), false));
@@ -499,9 +507,13 @@ impl Gateway {
         }
 
         // Billing must be able to survive a crash from here on: no journal, no upstream call.
-        if let Err(e) = self.journal.append(Entry::Start(
-            meter.start(self.journal.boot(), prompt_estimate),
-        )) {
+        if let Err(e) = self
+            .journal
+            .append_grouped(Entry::Start(
+                meter.start(self.journal.boot(), prompt_estimate),
+            ))
+            .await
+        {
             tracing::error!(error = %e, "usage journal unavailable; refusing the request");
             let e = GatewayError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -533,7 +545,8 @@ impl Gateway {
                         true,
                     ),
                 };
-                self.record(meter.finish(StatusCode::OK, None, usage, estimated));
+                self.record_grouped(meter.finish(StatusCode::OK, None, usage, estimated))
+                    .await;
                 GatewayResponse {
                     status: StatusCode::OK,
                     body: ResponseBody::Json(out),
