@@ -198,6 +198,8 @@ fn config(dir: &Path, upstream: &str) -> Config {
     c.usage.journal_dir = dir.join("journal");
     c.usage.fsync_interval_ms = QUIET_MS;
     c.usage.load_interval_ms = QUIET_MS;
+    // Nor early: the loader also runs once a full batch waits (two entries per record).
+    c.usage.load_batch = 100_000;
     // Every check on: the enterprise plan's RPM, TPM and concurrency limits apply to each
     // request (its quota is unlimited, so no budget ledger is read from the database).
     c.limits.default_plan = Some("enterprise".to_owned());

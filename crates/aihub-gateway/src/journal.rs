@@ -161,10 +161,6 @@ pub struct Tail {
     pub incomplete: bool,
 }
 
-/// Entries in the tail at which the loader is woken before its interval is up, so that the
-/// tail rarely fills under load (a full tail sends the loader to the file).
-pub const TAIL_WAKE: usize = TAIL_MAX / 4;
-
 /// Grouped appends try waiting for others once in this many appends while waiting is off.
 pub const PROBE_EVERY: u32 = 64;
 
@@ -238,7 +234,11 @@ pub struct Journal {
     /// Entries in the last tail taken: the next tail's buffer is sized by it, outside the lock.
     tail_hint: AtomicUsize,
     grouping: Grouping,
-    /// Signalled when the tail reaches [`TAIL_WAKE`] entries.
+    /// Entries in the tail at which the loader is woken before its interval is up: a full
+    /// batch of records (`usage.load_batch`, two entries each). Under load the tail is taken
+    /// long before it fills (a full tail would send the loader to the file).
+    wake_at: usize,
+    /// Signalled when the tail reaches `wake_at` entries.
     tail_filling: Notify,
     /// `write(2)`s of lines so far.
     writes: AtomicU64,
@@ -266,6 +266,7 @@ impl Journal {
                 tail: None,
             }),
             grouping: Grouping::default(),
+            wake_at: config.load_batch.max(1).saturating_mul(2),
             tail_filling: Notify::new(),
             writes: AtomicU64::new(0),
         })
@@ -416,15 +417,15 @@ impl Journal {
                     tail.incomplete = true;
                 }
             }
-            if before < TAIL_WAKE && tail.entries.len() >= TAIL_WAKE {
+            if before < self.wake_at && tail.entries.len() >= self.wake_at {
                 self.tail_filling.notify_one();
             }
         }
         Ok(())
     }
 
-    /// Resolves when the tail has filled to [`TAIL_WAKE`] entries since it was last taken (or
-    /// had before this call, if no one was waiting then).
+    /// Resolves when a full batch of records is waiting in the tail (or was before this call,
+    /// if no one was waiting then).
     pub async fn tail_filling(&self) {
         self.tail_filling.notified().await;
     }
@@ -599,12 +600,7 @@ mod tests {
 
     #[test]
     fn a_full_tail_stops_collecting_and_says_so() {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = UsageConfig {
-            journal_dir: dir.path().join("j"),
-            ..UsageConfig::default()
-        };
-        let j = Journal::open(&cfg).unwrap();
+        let (_dir, _, j) = fresh();
         j.attach_tail();
         let e = Entry::Finish(finish(Uuid::now_v7()));
         for _ in 0..=TAIL_MAX {
@@ -617,6 +613,26 @@ mod tests {
         let next = j.take_tail();
         assert_eq!(next.entries.len(), 1);
         assert!(!next.incomplete, "collecting again after a take");
+    }
+
+    /// A journal with the default settings in a new temporary directory (kept while it lives).
+    fn fresh() -> (tempfile::TempDir, UsageConfig, Arc<Journal>) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = UsageConfig {
+            journal_dir: dir.path().join("j"),
+            ..UsageConfig::default()
+        };
+        let j = Arc::new(Journal::open(&cfg).unwrap());
+        (dir, cfg, j)
+    }
+
+    /// `n` grouped appends, each awaited before the next: none can join another's write.
+    async fn one_at_a_time(j: &Journal, n: u32) {
+        for _ in 0..n {
+            j.append_grouped(Entry::Finish(finish(Uuid::now_v7())))
+                .await
+                .unwrap();
+        }
     }
 
     /// `n` grouped appends in tasks of their own, all spawned before any runs, on this thread.
@@ -654,20 +670,11 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn concurrent_appends_share_a_write_once_waiting_pays_off() {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = UsageConfig {
-            journal_dir: dir.path().join("j"),
-            ..UsageConfig::default()
-        };
-        let j = Arc::new(Journal::open(&cfg).unwrap());
+        let (_dir, cfg, j) = fresh();
         j.attach_tail();
 
         // One at a time, nothing can join: one write each, and appends stop waiting.
-        for _ in 0..100 {
-            j.append_grouped(Entry::Finish(finish(Uuid::now_v7())))
-                .await
-                .unwrap();
-        }
+        one_at_a_time(&j, 100).await;
         assert_eq!(j.writes(), 100);
         assert!(!j.grouping.waiting.load(Ordering::Relaxed));
 
@@ -695,22 +702,13 @@ mod tests {
         assert!(tail.entries.windows(2).all(|w| w[0].end == w[1].at.offset));
 
         // Back to one at a time: after a few waits that no one joins, appends stop waiting.
-        for _ in 0..MISSES_TO_STOP {
-            j.append_grouped(Entry::Finish(finish(Uuid::now_v7())))
-                .await
-                .unwrap();
-        }
+        one_at_a_time(&j, MISSES_TO_STOP).await;
         assert!(!j.grouping.waiting.load(Ordering::Relaxed));
     }
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_failed_write_fails_every_append_it_carried() {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = UsageConfig {
-            journal_dir: dir.path().join("j"),
-            ..UsageConfig::default()
-        };
-        let j = Arc::new(Journal::open(&cfg).unwrap());
+        let (_dir, cfg, j) = fresh();
         j.attach_tail();
         j.grouping.waiting.store(true, Ordering::Relaxed);
         let path = segment_path(&cfg.journal_dir, j.first_seq());
@@ -734,12 +732,7 @@ mod tests {
 
     #[test]
     fn sync_writes_lines_still_waiting() {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = UsageConfig {
-            journal_dir: dir.path().join("j"),
-            ..UsageConfig::default()
-        };
-        let j = Journal::open(&cfg).unwrap();
+        let (_dir, cfg, j) = fresh();
         {
             let mut w = j.lock();
             j.queue(&mut w, Entry::Finish(finish(Uuid::now_v7())));
@@ -753,16 +746,12 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn the_loader_is_woken_when_the_tail_fills() {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = UsageConfig {
-            journal_dir: dir.path().join("j"),
-            ..UsageConfig::default()
-        };
-        let j = Journal::open(&cfg).unwrap();
+        let (_dir, cfg, j) = fresh();
         j.attach_tail();
         let e = Entry::Finish(finish(Uuid::now_v7()));
         let wait = Duration::from_millis(50);
-        for _ in 1..TAIL_WAKE {
+        // A batch of `load_batch` records is twice as many entries (start and finish).
+        for _ in 1..2 * cfg.load_batch {
             j.append(e.clone()).unwrap();
         }
         assert!(tokio::time::timeout(wait, j.tail_filling()).await.is_err());

@@ -141,7 +141,8 @@ impl Loader {
     pub async fn run(mut self, every: Duration, stop: CancellationToken, drain: Duration) {
         let every = every.max(Duration::from_millis(5));
         loop {
-            // Early when the tail fills up under load: a full tail would send it to the file.
+            // Early when a full batch is waiting: under load the tail would otherwise fill, and
+            // a full tail sends the loader to the file.
             tokio::select! {
                 () = stop.cancelled() => break,
                 () = tokio::time::sleep(every) => {}
