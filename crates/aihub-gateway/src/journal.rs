@@ -190,7 +190,7 @@ struct Writer {
     pending: Vec<u8>,
     /// Their entries and line lengths, for the tail.
     pending_entries: Vec<(Entry, usize)>,
-    /// The batch the waiting lines belong to; a new one starts with each write.
+    /// The batch the waiting lines belong to; after a write that appends waited on, a new one.
     batch: Arc<Batch>,
     /// `None` until a loader attaches.
     tail: Option<Tail>,
