@@ -11,7 +11,7 @@
 //! Group commit: lines wait in a buffer and one `write(2)` takes all that are waiting. A
 //! request's append ([`Journal::append_grouped`]) may let the scheduler run the other ready
 //! tasks once before it writes, so that their entries join its write: under load one system
-//! call carries many requests' entries. It only waits while waiting has paid off — while
+//! call carries several requests' entries. It only waits while waiting has paid off — while
 //! others' entries joined recent writes — and tries again every [`PROBE_EVERY`] appends, so at
 //! a low rate an append is one write as before.
 //!
