@@ -127,11 +127,18 @@ macro_rules! usage_columns {
     };
 }
 
-/// Rows per multi-row INSERT, largest first (21 parameters each; well under both backends'
-/// limits). A batch is cut greedily into these sizes, so only four statements are ever
-/// prepared and each is reused from the connection's statement cache; one statement per batch
-/// size would be parsed and planned anew for nearly every batch.
-const INSERT_CHUNKS: [usize; 4] = [256, 32, 8, 1];
+/// Rows per multi-row INSERT, smallest first (21 parameters each: the largest, 21,504, is well
+/// under SQLite's 32,766 and PostgreSQL's 65,535). Each statement is a round trip to the
+/// database, and under load the trip costs more than the rows (with SQLite it is a hand-over
+/// between threads sharing the cores with the requests): a batch of up to [`INSERT_MAX`]
+/// records is one statement. Its rows are the smallest of these sizes that holds them, padded by
+/// repeating the last record; `ON CONFLICT (request_id) DO NOTHING` drops the copies. So only six
+/// statements are ever prepared, each reused from the connection's statement cache (one per
+/// batch size would be parsed and planned anew for nearly every batch), and padding adds less
+/// than three rows per row.
+const INSERT_CHUNKS: [usize; 6] = [1, 4, 16, 64, 256, INSERT_MAX];
+/// The largest statement's rows.
+const INSERT_MAX: usize = 1024;
 
 /// Ids per name lookup (`… IN (…)`); these run for reports, not on the metering path.
 const NAME_LOOKUP_CHUNK: usize = 500;
@@ -196,14 +203,25 @@ fn insert_sql(style: Placeholders, rows: usize, returning: bool) -> Cow<'static,
     }
 }
 
-/// `records` cut into slices of the [`INSERT_CHUNKS`] sizes, in order.
-fn insert_chunks<T>(mut records: &[T]) -> impl Iterator<Item = &[T]> {
+/// `records` cut into statements, in order: each chunk of at most [`INSERT_MAX`] records with
+/// the statement's rows, the smallest [`INSERT_CHUNKS`] size that holds it.
+fn insert_chunks<T>(mut records: &[T]) -> impl Iterator<Item = (&[T], usize)> {
     std::iter::from_fn(move || {
-        let size = INSERT_CHUNKS.into_iter().find(|&n| n <= records.len())?;
-        let (chunk, rest) = records.split_at(size);
+        let n = records.len().min(INSERT_MAX);
+        let rows = INSERT_CHUNKS.into_iter().find(|&size| size >= n && n > 0)?;
+        let (chunk, rest) = records.split_at(n);
         records = rest;
-        Some(chunk)
+        Some((chunk, rows))
     })
+}
+
+/// `chunk`'s records, then its last one again until there are `rows`: the copies conflict with
+/// it and are dropped by the statement (see [`INSERT_CHUNKS`]).
+fn padded<T>(chunk: &[T], rows: usize) -> impl Iterator<Item = &T> {
+    let copies = rows.saturating_sub(chunk.len());
+    chunk
+        .iter()
+        .chain(chunk.last().into_iter().cycle().take(copies))
 }
 
 /// How a usage summary is split.
@@ -388,9 +406,9 @@ impl Store {
         let inserted = on_backend!(self.writer(), |p| {
             let mut tx = p.begin().await?;
             let mut all_new = true;
-            for chunk in insert_chunks(records) {
-                let sql = insert_sql(style, chunk.len(), false);
-                let added = bind_rows!(sqlx::query(&sql), chunk)
+            for (chunk, rows) in insert_chunks(records) {
+                let sql = insert_sql(style, rows, false);
+                let added = bind_rows!(sqlx::query(&sql), padded(chunk, rows))
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
@@ -405,9 +423,9 @@ impl Store {
                 tx.rollback().await?;
                 tx = p.begin().await?;
                 let mut new_ids: HashSet<Uuid> = HashSet::with_capacity(records.len());
-                for chunk in insert_chunks(records) {
-                    let sql = insert_sql(style, chunk.len(), true);
-                    let ids: Vec<Uuid> = bind_rows!(sqlx::query_scalar(&sql), chunk)
+                for (chunk, rows) in insert_chunks(records) {
+                    let sql = insert_sql(style, rows, true);
+                    let ids: Vec<Uuid> = bind_rows!(sqlx::query_scalar(&sql), padded(chunk, rows))
                         .fetch_all(&mut *tx)
                         .await?;
                     new_ids.extend(ids);
@@ -708,24 +726,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn batches_are_cut_into_the_cached_statement_sizes_in_order() {
-        for len in [0usize, 1, 7, 8, 9, 31, 32, 33, 255, 256, 257, 701, 1000] {
+    fn batches_are_cut_into_few_padded_statements_of_the_cached_sizes() {
+        for len in [
+            0usize, 1, 2, 4, 5, 17, 64, 65, 257, 1000, 1024, 1025, 2100, 3072,
+        ] {
             let rows: Vec<usize> = (0..len).collect();
-            let chunks: Vec<&[usize]> = insert_chunks(&rows).collect();
-            assert!(chunks.iter().all(|c| INSERT_CHUNKS.contains(&c.len())));
-            // Greedy: never a smaller chunk where a larger one fits.
-            assert!(chunks.windows(2).all(|w| w[0].len() >= w[1].len()));
-            let joined: Vec<usize> = chunks.concat();
+            let chunks: Vec<(&[usize], usize)> = insert_chunks(&rows).collect();
+            // As few statements as the largest size allows, in order, every record once.
+            assert_eq!(chunks.len(), len.div_ceil(INSERT_MAX), "{len} rows");
+            let joined: Vec<usize> = chunks.iter().flat_map(|(c, _)| c.iter().copied()).collect();
             assert_eq!(joined, rows, "{len} rows");
+            for (chunk, size) in &chunks {
+                // The smallest cached size that holds the chunk.
+                assert!(INSERT_CHUNKS.contains(size));
+                assert!(*size >= chunk.len() && *size < 4 * chunk.len().max(1));
+                let p: Vec<usize> = padded(chunk, *size).copied().collect();
+                assert_eq!(p.len(), *size);
+                assert_eq!(p.get(..chunk.len()), Some(*chunk));
+                assert!(p.iter().skip(chunk.len()).all(|r| Some(r) == chunk.last()));
+            }
         }
         let sizes = |n: usize| {
             let rows = vec![0u8; n];
-            insert_chunks(&rows).map(<[u8]>::len).collect::<Vec<_>>()
+            insert_chunks(&rows)
+                .map(|(c, size)| (c.len(), size))
+                .collect::<Vec<_>>()
         };
-        assert_eq!(
-            sizes(701),
-            [256, 256, 32, 32, 32, 32, 32, 8, 8, 8, 1, 1, 1, 1, 1]
-        );
+        assert_eq!(sizes(1000), [(1000, 1024)]);
+        assert_eq!(sizes(2100), [(1024, 1024), (1024, 1024), (52, 64)]);
+        assert_eq!(sizes(5), [(5, 16)]);
+        assert_eq!(sizes(0), []);
     }
 
     #[test]
@@ -737,27 +767,27 @@ mod tests {
             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
              $18, $19, $20, $21) ON CONFLICT (request_id) DO NOTHING"
         ));
-        let eight = insert_sql(Numbered, 8, true);
-        assert!(eight.contains("$21), ($22, "));
-        assert!(eight.ends_with("$168) ON CONFLICT (request_id) DO NOTHING RETURNING request_id"));
-        assert_eq!(eight.matches('$').count(), 8 * 21);
-        let anonymous = insert_sql(Anonymous, 8, true);
-        assert_eq!(anonymous.matches('?').count(), 8 * 21);
+        let four = insert_sql(Numbered, 4, true);
+        assert!(four.contains("$21), ($22, "));
+        assert!(four.ends_with("$84) ON CONFLICT (request_id) DO NOTHING RETURNING request_id"));
+        assert_eq!(four.matches('$').count(), 4 * 21);
+        let anonymous = insert_sql(Anonymous, 16, true);
+        assert_eq!(anonymous.matches('?').count(), 16 * 21);
         assert!(!anonymous.contains('$'));
         assert!(anonymous.ends_with("?) ON CONFLICT (request_id) DO NOTHING RETURNING request_id"));
         // The sizes batches are cut into come from the cache, per style; any other is built
         // each time.
         assert!(matches!(
-            insert_sql(Anonymous, 256, false),
+            insert_sql(Anonymous, INSERT_MAX, false),
             Cow::Borrowed(_)
         ));
         assert!(std::ptr::eq(
-            insert_sql(Numbered, 32, true).as_ref(),
-            insert_sql(Numbered, 32, true).as_ref()
+            insert_sql(Numbered, 64, true).as_ref(),
+            insert_sql(Numbered, 64, true).as_ref()
         ));
         assert_ne!(
-            insert_sql(Numbered, 32, true),
-            insert_sql(Anonymous, 32, true)
+            insert_sql(Numbered, 64, true),
+            insert_sql(Anonymous, 64, true)
         );
         let odd = insert_sql(Numbered, 3, false);
         assert!(matches!(odd, Cow::Owned(_)));

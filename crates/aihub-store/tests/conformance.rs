@@ -765,19 +765,21 @@ async fn usage_inserts_are_idempotent_and_roll_up(db: &TestDb) {
             .is_empty()
     );
 
-    // Large batches go in chunks.
+    // Large batches go in several statements, the last padded with copies that count once.
     let many: Vec<_> = (0..1_200).map(|_| usage(org, None, "bulk", day1)).collect();
     assert_eq!(store.insert_usage(&many).await.unwrap(), 1_200);
     assert_eq!(store.insert_usage(&[]).await.unwrap(), 0);
 
     // An id twice in one batch counts once; a large batch with an old record in its second
-    // chunk (after a first chunk that went in) adds exactly its new records.
+    // statement (after a first one that went in) adds exactly its new records.
     let twin = usage(org, None, "twin", day1);
     assert_eq!(store.insert_usage(&[twin.clone(), twin]).await.unwrap(), 1);
-    let mut mixed: Vec<_> = (0..700).map(|_| usage(org, None, "mixed", day1)).collect();
-    mixed.insert(600, records[2].clone());
-    assert_eq!(store.insert_usage(&mixed).await.unwrap(), 700);
-    assert_eq!(store.usage_count().await.unwrap(), 4 + 1_200 + 1 + 700);
+    let mut mixed: Vec<_> = (0..1_100)
+        .map(|_| usage(org, None, "mixed", day1))
+        .collect();
+    mixed.insert(1_050, records[2].clone());
+    assert_eq!(store.insert_usage(&mixed).await.unwrap(), 1_100);
+    assert_eq!(store.usage_count().await.unwrap(), 4 + 1_200 + 1 + 1_100);
     let by_model = store
         .usage_totals(org, d1, d1 + 2, UsageGrouping::Model)
         .await
@@ -789,7 +791,7 @@ async fn usage_inserts_are_idempotent_and_roll_up(db: &TestDb) {
             .map(|t| t.requests)
     };
     assert_eq!(requests("twin"), Some(1));
-    assert_eq!(requests("mixed"), Some(700));
+    assert_eq!(requests("mixed"), Some(1_100));
     assert_eq!(requests("bulk"), Some(1_200));
     assert_eq!(
         requests("claude"),
