@@ -130,13 +130,13 @@ macro_rules! usage_columns {
 /// Rows per multi-row INSERT, smallest first (21 parameters each: the largest, 21,504, is well
 /// under SQLite's 32,766 and PostgreSQL's 65,535). Each statement is a round trip to the
 /// database, and under load the trip costs more than the rows (with SQLite it is a hand-over
-/// between threads sharing the cores with the requests): a batch of up to [`INSERT_MAX`]
-/// records is one statement. Its rows are the smallest of these sizes that holds them, padded by
-/// repeating the last record; `ON CONFLICT (request_id) DO NOTHING` drops the copies. So only six
-/// statements are ever prepared, each reused from the connection's statement cache (one per
-/// batch size would be parsed and planned anew for nearly every batch), and padding adds less
-/// than three rows per row.
-const INSERT_CHUNKS: [usize; 6] = [1, 4, 16, 64, 256, INSERT_MAX];
+/// to the writer's thread, which at saturation gets only the CPU the requests leave): a batch of
+/// up to [`INSERT_MAX`] records is one statement. Its rows are the smallest of these sizes that
+/// holds them, padded by repeating the last record; `ON CONFLICT (request_id) DO NOTHING` drops
+/// the copies. So only these eleven statements are ever prepared, each reused from the
+/// connection's statement cache (one per batch size would be parsed and planned anew for nearly
+/// every batch), and padding adds less than one row per row.
+const INSERT_CHUNKS: [usize; 11] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, INSERT_MAX];
 /// The largest statement's rows.
 const INSERT_MAX: usize = 1024;
 
@@ -728,7 +728,7 @@ mod tests {
     #[test]
     fn batches_are_cut_into_few_padded_statements_of_the_cached_sizes() {
         for len in [
-            0usize, 1, 2, 4, 5, 17, 64, 65, 257, 1000, 1024, 1025, 2100, 3072,
+            0usize, 1, 2, 3, 4, 5, 17, 64, 65, 257, 400, 1000, 1024, 1025, 2100, 3072,
         ] {
             let rows: Vec<usize> = (0..len).collect();
             let chunks: Vec<(&[usize], usize)> = insert_chunks(&rows).collect();
@@ -739,7 +739,7 @@ mod tests {
             for (chunk, size) in &chunks {
                 // The smallest cached size that holds the chunk.
                 assert!(INSERT_CHUNKS.contains(size));
-                assert!(*size >= chunk.len() && *size < 4 * chunk.len().max(1));
+                assert!(*size >= chunk.len() && *size < 2 * chunk.len());
                 let p: Vec<usize> = padded(chunk, *size).copied().collect();
                 assert_eq!(p.len(), *size);
                 assert_eq!(p.get(..chunk.len()), Some(*chunk));
@@ -754,7 +754,8 @@ mod tests {
         };
         assert_eq!(sizes(1000), [(1000, 1024)]);
         assert_eq!(sizes(2100), [(1024, 1024), (1024, 1024), (52, 64)]);
-        assert_eq!(sizes(5), [(5, 16)]);
+        assert_eq!(sizes(5), [(5, 8)]);
+        assert_eq!(sizes(400), [(400, 512)]);
         assert_eq!(sizes(0), []);
     }
 
