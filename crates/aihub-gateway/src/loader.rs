@@ -7,10 +7,9 @@
 //! (it crashed mid-request) are billed as `interrupted`. When the database is down, usage waits
 //! in the journal.
 //!
-//! A step runs on a thread of Tokio's blocking pool, never on the runtime's workers: parsing a
-//! batch takes milliseconds, and on a worker it would hold up every request queued behind it;
-//! and its database round trips, awaited from a worker, would each queue behind those requests
-//! (see [`Loader::step`]).
+//! The file side (reading, parsing, the checkpoint) runs on Tokio's blocking pool, never on the
+//! runtime's workers: parsing a batch takes milliseconds, and on a worker it would hold up every
+//! request queued behind it.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
@@ -20,7 +19,6 @@ use std::time::Duration;
 
 use aihub_store::{Store, UsageRecord};
 use rustc_hash::FxHashMap;
-use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -72,24 +70,17 @@ impl Loader {
         })
     }
 
-    /// Reads what is new and loads it. Returns the number of records committed.
-    ///
-    /// The whole step runs on one thread of Tokio's blocking pool, its database calls included
-    /// (driven there with [`Handle::block_on`]). Loading a batch takes about a dozen round trips
-    /// to the database (begin, inserts, rollups, commit). Awaited in a task on a runtime worker,
-    /// each would wait for its turn behind every request queued there: at saturation that is
-    /// milliseconds per trip, the loader fell behind the requests it meters, and its tail
-    /// overflowed into re-reading the files. From a thread of its own, a trip is a wake-up.
-    pub async fn step(&mut self) -> std::io::Result<u64> {
+    /// Runs `f` on the reader, on the blocking pool.
+    async fn on_reader<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut Reader) -> std::io::Result<T> + Send + 'static,
+    ) -> std::io::Result<T> {
         let mut reader = match self.reader.take() {
             Some(r) => r,
             None => Reader::open(self.journal.clone())?,
         };
-        let store = self.store.clone();
-        let batch_size = self.batch_size;
-        let runtime = Handle::current();
         match tokio::task::spawn_blocking(move || {
-            let out = reader.load(&store, batch_size, &runtime);
+            let out = f(&mut reader);
             (reader, out)
         })
         .await
@@ -98,10 +89,52 @@ impl Loader {
                 self.reader = Some(reader);
                 out
             }
-            // The reader was lost with the task; the next step starts again from the
+            // The reader was lost with the task; the next call starts again from the
             // checkpoint, which only replays what is idempotent to replay.
             Err(e) => Err(std::io::Error::other(e)),
         }
+    }
+
+    /// Reads what is new and loads it. Returns the number of records committed.
+    pub async fn step(&mut self) -> std::io::Result<u64> {
+        let batch_size = self.batch_size;
+        let waiting = self
+            .on_reader(move |r| {
+                // While the database is unreachable the backlog stays on disk, not in memory.
+                if r.batch.len() < batch_size * MAX_BACKLOG_BATCHES {
+                    r.read_new()?;
+                }
+                r.bill_orphans();
+                // Nothing to insert: the checkpoint moves now, in this one trip to the pool.
+                if r.batch.is_empty() {
+                    r.save_checkpoint()?;
+                }
+                Ok(r.batch.len())
+            })
+            .await?;
+        if waiting == 0 {
+            return Ok(0);
+        }
+        let mut committed = 0;
+        while let Some(reader) = self.reader.as_mut() {
+            let n = reader.batch.len().min(batch_size);
+            let Some(chunk) = reader.batch.get(..n).filter(|c| !c.is_empty()) else {
+                break;
+            };
+            match self.store.insert_usage(chunk).await {
+                Ok(new) => {
+                    committed += new;
+                    reader.batch.drain(..n);
+                }
+                Err(e) => {
+                    // The records stay in memory and in the journal; the checkpoint stays put.
+                    tracing::warn!(error = %e, waiting = reader.batch.len(), "usage not loaded yet; will retry");
+                    return Ok(committed);
+                }
+            }
+        }
+        self.on_reader(Reader::save_checkpoint).await?;
+        Ok(committed)
     }
 
     /// Runs until `stop`, then loads what remains (for at most `drain` more).
@@ -154,34 +187,6 @@ impl Reader {
             scratch: Vec::new(),
             synced: false,
         })
-    }
-
-    /// One step of [`Loader::step`], on a blocking thread: reads what is new, commits it in
-    /// batches of `batch_size`, then moves the checkpoint.
-    fn load(&mut self, store: &Store, batch_size: usize, runtime: &Handle) -> std::io::Result<u64> {
-        // While the database is unreachable the backlog stays on disk, not in memory.
-        if self.batch.len() < batch_size * MAX_BACKLOG_BATCHES {
-            self.read_new()?;
-        }
-        self.bill_orphans();
-        let mut committed = 0;
-        while !self.batch.is_empty() {
-            let n = self.batch.len().min(batch_size);
-            let chunk = self.batch.get(..n).unwrap_or_default();
-            match runtime.block_on(store.insert_usage(chunk)) {
-                Ok(new) => {
-                    committed += new;
-                    self.batch.drain(..n);
-                }
-                Err(e) => {
-                    // The records stay in memory and in the journal; the checkpoint stays put.
-                    tracing::warn!(error = %e, waiting = self.batch.len(), "usage not loaded yet; will retry");
-                    return Ok(committed);
-                }
-            }
-        }
-        self.save_checkpoint()?;
-        Ok(committed)
     }
 
     /// Takes what was appended since the last call: from the journal's tail while it continues
