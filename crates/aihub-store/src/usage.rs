@@ -127,18 +127,18 @@ macro_rules! usage_columns {
     };
 }
 
-/// Rows per multi-row INSERT, smallest first (21 parameters each: the largest, 21,504, is well
-/// under SQLite's 32,766 and PostgreSQL's 65,535). Each statement is a round trip to the
-/// database, and under load the trip costs more than the rows (with SQLite it is a hand-over
-/// to the writer's thread, which at saturation gets only the CPU the requests leave): a batch of
-/// up to [`INSERT_MAX`] records is one statement. Its rows are the smallest of these sizes that
-/// holds them, padded by repeating the last record; `ON CONFLICT (request_id) DO NOTHING` drops
-/// the copies. So only these eleven statements are ever prepared, each reused from the
-/// connection's statement cache (one per batch size would be parsed and planned anew for nearly
-/// every batch), and padding adds less than one row per row.
-const INSERT_CHUNKS: [usize; 11] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, INSERT_MAX];
-/// The largest statement's rows.
+/// Most rows per multi-row INSERT (21 parameters each: 21,504, well under SQLite's 32,766 and
+/// PostgreSQL's 65,535). Each statement is a round trip to the database, and under load the
+/// trip costs more than the rows (with SQLite it is a hand-over to the writer's thread, which at
+/// saturation gets only the CPU the requests leave): a batch of up to this many records is one
+/// statement. Its rows are the next power of two, padded by repeating the last record;
+/// `ON CONFLICT (request_id) DO NOTHING` drops the copies. So only the eleven statements of
+/// 1, 2, 4, … 1,024 rows are ever prepared, each reused from the connection's statement cache
+/// (one per batch size would be parsed and planned anew for nearly every batch), and padding
+/// adds less than one row per row.
 const INSERT_MAX: usize = 1024;
+/// The statement sizes: 2⁰ to [`INSERT_MAX`] rows.
+const INSERT_SIZES: usize = INSERT_MAX.trailing_zeros() as usize + 1;
 
 /// Ids per name lookup (`… IN (…)`); these run for reports, not on the metering path.
 const NAME_LOOKUP_CHUNK: usize = 500;
@@ -154,12 +154,12 @@ enum Placeholders {
 }
 
 /// The multi-row `INSERT … ON CONFLICT (request_id) DO NOTHING` of `rows` records, with
-/// `RETURNING request_id` when `returning`. The text for each of the [`INSERT_CHUNKS`] sizes is
+/// `RETURNING request_id` when `returning`. The text for each statement size (see [`INSERT_MAX`]) is
 /// built once for the process.
 fn insert_sql(style: Placeholders, rows: usize, returning: bool) -> Cow<'static, str> {
     const COLUMNS: usize = 21;
-    static BUILT: [[[OnceLock<String>; 2]; INSERT_CHUNKS.len()]; 2] =
-        [const { [const { [const { OnceLock::new() }; 2] }; INSERT_CHUNKS.len()] }; 2];
+    static BUILT: [[[OnceLock<String>; 2]; INSERT_SIZES]; 2] =
+        [const { [const { [const { OnceLock::new() }; 2] }; INSERT_SIZES] }; 2];
     let build = || {
         let mut sql = String::with_capacity(96 + rows * COLUMNS * 5);
         sql.push_str(concat!(
@@ -188,9 +188,9 @@ fn insert_sql(style: Placeholders, rows: usize, returning: bool) -> Cow<'static,
         }
         sql
     };
-    let cell = INSERT_CHUNKS
-        .iter()
-        .position(|&n| n == rows)
+    let cell = rows
+        .is_power_of_two()
+        .then(|| rows.trailing_zeros() as usize)
         .and_then(|size| {
             BUILT
                 .get(usize::from(style == Placeholders::Anonymous))?
@@ -204,19 +204,20 @@ fn insert_sql(style: Placeholders, rows: usize, returning: bool) -> Cow<'static,
 }
 
 /// `records` cut into statements, in order: each chunk of at most [`INSERT_MAX`] records with
-/// the statement's rows, the smallest [`INSERT_CHUNKS`] size that holds it.
+/// the statement's rows, the next power of two.
 fn insert_chunks<T>(mut records: &[T]) -> impl Iterator<Item = (&[T], usize)> {
     std::iter::from_fn(move || {
-        let n = records.len().min(INSERT_MAX);
-        let rows = INSERT_CHUNKS.into_iter().find(|&size| size >= n && n > 0)?;
-        let (chunk, rest) = records.split_at(n);
+        if records.is_empty() {
+            return None;
+        }
+        let (chunk, rest) = records.split_at(records.len().min(INSERT_MAX));
         records = rest;
-        Some((chunk, rows))
+        Some((chunk, chunk.len().next_power_of_two()))
     })
 }
 
 /// `chunk`'s records, then its last one again until there are `rows`: the copies conflict with
-/// it and are dropped by the statement (see [`INSERT_CHUNKS`]).
+/// it and are dropped by the statement (see [`INSERT_MAX`]).
 fn padded<T>(chunk: &[T], rows: usize) -> impl Iterator<Item = &T> {
     let copies = rows.saturating_sub(chunk.len());
     chunk
@@ -727,6 +728,7 @@ mod tests {
 
     #[test]
     fn batches_are_cut_into_few_padded_statements_of_the_cached_sizes() {
+        use Placeholders::Numbered;
         for len in [
             0usize, 1, 2, 3, 4, 5, 17, 64, 65, 257, 400, 1000, 1024, 1025, 2100, 3072,
         ] {
@@ -738,7 +740,11 @@ mod tests {
             assert_eq!(joined, rows, "{len} rows");
             for (chunk, size) in &chunks {
                 // The smallest cached size that holds the chunk.
-                assert!(INSERT_CHUNKS.contains(size));
+                assert!(size.is_power_of_two() && *size <= INSERT_MAX);
+                assert!(matches!(
+                    insert_sql(Numbered, *size, false),
+                    Cow::Borrowed(_)
+                ));
                 assert!(*size >= chunk.len() && *size < 2 * chunk.len());
                 let p: Vec<usize> = padded(chunk, *size).copied().collect();
                 assert_eq!(p.len(), *size);
