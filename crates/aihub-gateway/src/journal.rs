@@ -239,8 +239,9 @@ pub struct Journal {
     tail_hint: AtomicUsize,
     grouping: Grouping,
     /// Entries in the tail at which the loader is woken before its interval is up: a full
-    /// batch of records (`usage.load_batch`, two entries each). Under load the tail is taken
-    /// long before it fills (a full tail would send the loader to the file).
+    /// batch of records (`usage.load_batch`, two entries each), at most half the tail. Under
+    /// load the tail is taken long before it fills (a full tail would send the loader to the
+    /// file).
     wake_at: usize,
     /// Signalled when the tail reaches `wake_at` entries.
     tail_filling: Notify,
@@ -270,7 +271,7 @@ impl Journal {
                 tail: None,
             }),
             grouping: Grouping::default(),
-            wake_at: config.load_batch.max(1).saturating_mul(2),
+            wake_at: config.load_batch.max(1).saturating_mul(2).min(TAIL_MAX / 2),
             tail_filling: Notify::new(),
             writes: AtomicU64::new(0),
         })
@@ -764,6 +765,22 @@ mod tests {
         // Once per filling: more entries before a take do not wake it again.
         j.append(e).unwrap();
         assert!(tokio::time::timeout(wait, j.tail_filling()).await.is_err());
+    }
+
+    #[test]
+    fn a_batch_larger_than_the_tail_still_wakes_the_loader_before_it_fills() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = |load_batch| {
+            Journal::open(&UsageConfig {
+                journal_dir: dir.path().join("j"),
+                load_batch,
+                ..UsageConfig::default()
+            })
+            .unwrap()
+        };
+        assert_eq!(open(1_000).wake_at, 2_000);
+        assert_eq!(open(1_000_000).wake_at, TAIL_MAX / 2);
+        assert_eq!(open(0).wake_at, 2);
     }
 
     #[test]
