@@ -12,6 +12,7 @@ pub mod last_used;
 pub mod loader;
 pub mod providers;
 pub mod proxy;
+pub mod scan;
 pub mod sse;
 pub mod tokens;
 

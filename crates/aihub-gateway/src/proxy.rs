@@ -33,7 +33,7 @@ use crate::error::GatewayError;
 use crate::governor::{Admission, Demand, Governor, RateHeaders};
 use crate::journal::{Entry, Journal, StartEntry};
 use crate::providers::{Call, Endpoint, Provider, Reply, Usage};
-use crate::tokens;
+use crate::{scan, tokens};
 
 mod detached;
 mod relay;
@@ -608,15 +608,22 @@ impl UsageJson {
     }
 }
 
+/// The usage a reply reports in its top-level `usage` member. Only that member is parsed (see
+/// [`scan`]); the whole reply only when a scan cannot tell where the member is.
 fn usage_in_body(body: &[u8]) -> Option<Usage> {
     #[derive(Deserialize)]
     struct WithUsage {
         usage: Option<UsageJson>,
     }
-    serde_json::from_slice::<WithUsage>(body)
-        .ok()?
-        .usage?
-        .checked()
+    let usage = match scan::member(body, b"usage") {
+        scan::Member::Value(rest) => {
+            Option::<UsageJson>::deserialize(&mut serde_json::Deserializer::from_slice(rest))
+                .ok()?
+        }
+        scan::Member::Absent => None,
+        scan::Member::Unsure => serde_json::from_slice::<WithUsage>(body).ok()?.usage,
+    };
+    usage?.checked()
 }
 
 /// `model` is the upstream's name for the model: it decides the tokenizer.
@@ -713,6 +720,134 @@ mod tests {
                 cached_tokens: 0
             })
         );
+    }
+
+    /// The whole reply parsed, as before the scan: the reference `usage_in_body` must match on
+    /// every valid document.
+    fn usage_by_full_parse(body: &[u8]) -> Option<Usage> {
+        #[derive(Deserialize)]
+        struct WithUsage {
+            usage: Option<UsageJson>,
+        }
+        serde_json::from_slice::<WithUsage>(body)
+            .ok()?
+            .usage?
+            .checked()
+    }
+
+    #[test]
+    fn the_scanned_usage_is_the_fully_parsed_usage() {
+        use serde_json::{Value, json};
+        // A small deterministic generator (xorshift), so a failure reproduces.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        let strings = [
+            "usage",
+            "}{",
+            "\"usage\":{",
+            "a\\",
+            "\u{e9}t\u{e9}\n\u{1}",
+            "",
+            "[{\"usage\":1}]",
+        ];
+        fn value(next: &mut dyn FnMut(u64) -> u64, strings: &[&str], depth: u32) -> Value {
+            match next(if depth > 3 { 4 } else { 7 }) {
+                0 => Value::Null,
+                1 => json!(next(1000)),
+                2 => json!(strings[usize::try_from(next(7)).unwrap()]),
+                3 => json!(next(2) == 0),
+                4 => Value::Array(
+                    (0..next(4))
+                        .map(|_| value(next, strings, depth + 1))
+                        .collect(),
+                ),
+                5 => json!({"usage": {"prompt_tokens": next(50), "completion_tokens": 1}}),
+                _ => {
+                    let mut m = serde_json::Map::new();
+                    for i in 0..next(4) {
+                        let key = if next(3) == 0 {
+                            "usage".to_owned()
+                        } else {
+                            format!("k{i}")
+                        };
+                        m.insert(key, value(next, strings, depth + 1));
+                    }
+                    Value::Object(m)
+                }
+            }
+        }
+        let mut reported = 0;
+        for round in 0..3000 {
+            let mut top = serde_json::Map::new();
+            for i in 0..next(6) {
+                top.insert(format!("m{i}"), value(&mut next, &strings, 1));
+            }
+            let usage = match next(5) {
+                0 => None,
+                1 => Some(Value::Null),
+                2 => Some(json!({"prompt_tokens": -1, "completion_tokens": 2})),
+                3 => Some(value(&mut next, &strings, 1)),
+                _ => Some(
+                    json!({"prompt_tokens": next(100), "completion_tokens": next(100),
+                    "prompt_tokens_details": {"cached_tokens": next(100)}}),
+                ),
+            };
+            if let Some(u) = usage {
+                top.insert("usage".to_owned(), u);
+                for i in 0..next(3) {
+                    top.insert(format!("z{i}"), value(&mut next, &strings, 1));
+                }
+            }
+            let doc = Value::Object(top);
+            let text = if round % 2 == 0 {
+                serde_json::to_vec(&doc).unwrap()
+            } else {
+                serde_json::to_vec_pretty(&doc).unwrap()
+            };
+            // Valid JSON whose top-level keys have no escapes: the scan answers it alone.
+            assert_ne!(
+                scan::member(&text, b"usage"),
+                scan::Member::Unsure,
+                "{}",
+                String::from_utf8_lossy(&text)
+            );
+            let expected = usage_by_full_parse(&text);
+            reported += usize::from(expected.is_some());
+            assert_eq!(
+                usage_in_body(&text),
+                expected,
+                "{}",
+                String::from_utf8_lossy(&text)
+            );
+        }
+        assert!(reported > 500, "too few documents with usage: {reported}");
+    }
+
+    #[test]
+    fn a_key_the_scan_cannot_read_is_left_to_the_full_parse() {
+        assert_eq!(
+            usage_in_body(br#"{"us\u0061ge":{"prompt_tokens":4,"completion_tokens":1}}"#),
+            Some(Usage {
+                prompt_tokens: 4,
+                completion_tokens: 1,
+                cached_tokens: 0
+            })
+        );
+        assert_eq!(
+            usage_in_body(br#"{"usage":{"prompt_tokens":4},"usage":{"prompt_tokens":5}}"#),
+            Some(Usage {
+                prompt_tokens: 5,
+                completion_tokens: 0,
+                cached_tokens: 0
+            }),
+            "a key given twice counts as its last"
+        );
+        assert_eq!(usage_in_body(br#"{"usage":{"prompt_tokens":4}"#), None);
     }
 
     #[test]
