@@ -46,6 +46,7 @@ conformance!(
     failed_requests_newest_first_per_org,
     group_names_are_those_of_the_org,
     a_synthetic_load_rolls_up_like_its_records,
+    interleaved_rollups_in_one_batch_add_up,
 );
 
 async fn user(store: &Store, email: &str, name: &str) -> NewUser {
@@ -383,4 +384,60 @@ async fn a_synthetic_load_rolls_up_like_its_records(db: &TestDb) {
     let newest = store.usage_records(org, None, None, None, 3).await.unwrap();
     assert!(newest[0].created_at > newest[2].created_at);
     assert!(newest[0].created_at.date_naive() == days[9].day);
+}
+
+/// One batch whose records belong to three keys, in runs of varying length and interleaved
+/// (A A B A C C C B …): every key's rollup is the sum of its own records, however the runs fall.
+async fn interleaved_rollups_in_one_batch_add_up(db: &TestDb) {
+    let store = db.store().await;
+    let a = user(&store, "runs@example.com", "Runs").await;
+    let org = a.personal_org.id;
+    let mut keys = Vec::new();
+    for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+        keys.push(key(&store, org, a.user.id, name, 40 + u8::try_from(i).unwrap()).await);
+    }
+    let pattern = [0, 0, 1, 0, 2, 2, 2, 1, 1, 0, 2, 0, 0, 0, 1, 2, 1, 0];
+    let mut expected = std::collections::HashMap::new();
+    let mut records = Vec::new();
+    for round in 0..7 {
+        for (i, &k) in pattern.iter().enumerate() {
+            let n = i64::try_from(round * pattern.len() + i).unwrap();
+            let mut r = record(org, Some(a.user.id), None, Some(keys[k]), day1(), 200);
+            if n % 5 == 0 {
+                r.status = 502;
+            }
+            (r.prompt_tokens, r.completion_tokens, r.cost_micros) = (n, 2 * n, 3 * n + 1);
+            let e = expected.entry(keys[k].as_uuid()).or_insert((0, 0, 0, 0, 0));
+            *e = (
+                e.0 + 1,
+                e.1 + i64::from(n % 5 == 0),
+                e.2 + n,
+                e.3 + 2 * n,
+                e.4 + 3 * n + 1,
+            );
+            records.push(r);
+        }
+    }
+    assert_eq!(store.insert_usage(&records).await.unwrap(), 126);
+    let d = day_of(day1());
+    let totals = store
+        .usage_totals(org, d, d, UsageGrouping::Key)
+        .await
+        .unwrap();
+    assert_eq!(totals.len(), 3);
+    for t in totals {
+        assert!(matches!(t.group, UsageGroup::Key(Some(_))), "{:?}", t.group);
+        let k = t.group.id().unwrap();
+        assert_eq!(
+            (
+                t.requests,
+                t.errors,
+                t.prompt_tokens,
+                t.completion_tokens,
+                t.cost_micros
+            ),
+            expected[&k],
+            "key {k}"
+        );
+    }
 }
