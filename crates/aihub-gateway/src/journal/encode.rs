@@ -11,6 +11,14 @@ use uuid::Uuid;
 use super::{Entry, StartEntry};
 use aihub_store::UsageRecord;
 
+/// `,"name":` as one literal, written with one copy: names are ASCII identifiers, never
+/// escaped.
+macro_rules! key {
+    ($out:expr, $name:literal) => {
+        $out.extend_from_slice(concat!(",\"", $name, "\":").as_bytes())
+    };
+}
+
 /// Appends `entry` as one JSON object (no line break).
 pub(super) fn entry(out: &mut Vec<u8>, entry: &Entry) {
     match entry {
@@ -22,33 +30,33 @@ pub(super) fn entry(out: &mut Vec<u8>, entry: &Entry) {
 fn start(out: &mut Vec<u8>, s: &StartEntry) {
     out.extend_from_slice(br#"{"t":"start","request_id":"#);
     uuid(out, s.request_id);
-    key(out, "boot");
+    key!(out, "boot");
     uuid(out, s.boot);
-    key(out, "org_id");
+    key!(out, "org_id");
     uuid(out, s.org_id.as_uuid());
-    key(out, "user_id");
+    key!(out, "user_id");
     opt_uuid(out, s.user_id.map(|u| u.as_uuid()));
-    key(out, "key_id");
+    key!(out, "key_id");
     opt_uuid(out, s.key_id.map(|k| k.as_uuid()));
-    key(out, "team_id");
+    key!(out, "team_id");
     opt_uuid(out, s.team_id.map(|t| t.as_uuid()));
-    key(out, "endpoint");
+    key!(out, "endpoint");
     string(out, &s.endpoint);
-    key(out, "model");
+    key!(out, "model");
     string(out, &s.model);
-    key(out, "provider");
+    key!(out, "provider");
     opt_string(out, s.provider.as_deref());
-    key(out, "upstream_model");
+    key!(out, "upstream_model");
     opt_string(out, s.upstream_model.as_deref());
-    key(out, "streamed");
+    key!(out, "streamed");
     boolean(out, s.streamed);
-    key(out, "prompt_tokens");
+    key!(out, "prompt_tokens");
     int(out, s.prompt_tokens);
-    key(out, "prompt_cost_micros");
+    key!(out, "prompt_cost_micros");
     int(out, s.prompt_cost_micros);
-    key(out, "currency");
+    key!(out, "currency");
     currency(out, s.currency);
-    key(out, "created_at_ms");
+    key!(out, "created_at_ms");
     int(out, s.created_at_ms);
     out.push(b'}');
 }
@@ -56,57 +64,50 @@ fn start(out: &mut Vec<u8>, s: &StartEntry) {
 fn finish(out: &mut Vec<u8>, r: &UsageRecord) {
     out.extend_from_slice(br#"{"t":"finish","request_id":"#);
     uuid(out, r.request_id);
-    key(out, "org_id");
+    key!(out, "org_id");
     uuid(out, r.org_id.as_uuid());
-    key(out, "user_id");
+    key!(out, "user_id");
     opt_uuid(out, r.user_id.map(|u| u.as_uuid()));
-    key(out, "key_id");
+    key!(out, "key_id");
     opt_uuid(out, r.key_id.map(|k| k.as_uuid()));
-    key(out, "team_id");
+    key!(out, "team_id");
     opt_uuid(out, r.team_id.map(|t| t.as_uuid()));
-    key(out, "endpoint");
+    key!(out, "endpoint");
     string(out, &r.endpoint);
-    key(out, "model");
+    key!(out, "model");
     string(out, &r.model);
-    key(out, "provider");
+    key!(out, "provider");
     opt_string(out, r.provider.as_deref());
-    key(out, "upstream_model");
+    key!(out, "upstream_model");
     opt_string(out, r.upstream_model.as_deref());
-    key(out, "prompt_tokens");
+    key!(out, "prompt_tokens");
     int(out, r.prompt_tokens);
-    key(out, "completion_tokens");
+    key!(out, "completion_tokens");
     int(out, r.completion_tokens);
-    key(out, "cached_tokens");
+    key!(out, "cached_tokens");
     int(out, r.cached_tokens);
-    key(out, "cost_micros");
+    key!(out, "cost_micros");
     int(out, r.cost_micros);
-    key(out, "currency");
+    key!(out, "currency");
     currency(out, r.currency);
-    key(out, "status");
+    key!(out, "status");
     int(out, r.status);
-    key(out, "error_code");
+    key!(out, "error_code");
     opt_string(out, r.error_code.as_deref());
-    key(out, "latency_ms");
+    key!(out, "latency_ms");
     int(out, r.latency_ms);
-    key(out, "ttft_ms");
+    key!(out, "ttft_ms");
     match r.ttft_ms {
         Some(ms) => int(out, ms),
         None => out.extend_from_slice(b"null"),
     }
-    key(out, "streamed");
+    key!(out, "streamed");
     boolean(out, r.streamed);
-    key(out, "estimated");
+    key!(out, "estimated");
     boolean(out, r.estimated);
-    key(out, "created_at");
+    key!(out, "created_at");
     timestamp(out, r.created_at);
     out.push(b'}');
-}
-
-/// `,"name":` — names are ASCII identifiers, never escaped.
-fn key(out: &mut Vec<u8>, name: &str) {
-    out.extend_from_slice(b",\"");
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\":");
 }
 
 fn uuid(out: &mut Vec<u8>, id: Uuid) {
