@@ -754,12 +754,13 @@ mod tests {
             "\u{e9}t\u{e9}\n\u{1}",
             "",
             "[{\"usage\":1}]",
+            "\"",
         ];
         fn value(next: &mut dyn FnMut(u64) -> u64, strings: &[&str], depth: u32) -> Value {
             match next(if depth > 3 { 4 } else { 7 }) {
                 0 => Value::Null,
                 1 => json!(next(1000)),
-                2 => json!(strings[usize::try_from(next(7)).unwrap()]),
+                2 => json!(strings[usize::try_from(next(8)).unwrap()]),
                 3 => json!(next(2) == 0),
                 4 => Value::Array(
                     (0..next(4))

@@ -155,6 +155,11 @@ mod tests {
             "escaped quotes are string contents; an escaped backslash does not escape the quote"
         );
         assert_eq!(
+            found(r#"{"k0":"\"","usage":0,"z0":"\""}"#),
+            r#"0,"z0":"\""}"#,
+            "a quote after one backslash is content, not the string's start"
+        );
+        assert_eq!(
             found(r#"{"usage":1,"usage":2}"#),
             "2}",
             "a member given twice counts as its last, as JSON.parse reads it"
