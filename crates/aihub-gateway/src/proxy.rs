@@ -611,19 +611,25 @@ impl UsageJson {
 /// The usage a reply reports in its top-level `usage` member. Only that member is parsed (see
 /// [`scan`]); the whole reply only when a scan cannot tell where the member is.
 fn usage_in_body(body: &[u8]) -> Option<Usage> {
-    #[derive(Deserialize)]
-    struct WithUsage {
-        usage: Option<UsageJson>,
-    }
     let usage = match scan::member(body, b"usage") {
         scan::Member::Value(rest) => {
             Option::<UsageJson>::deserialize(&mut serde_json::Deserializer::from_slice(rest))
                 .ok()?
         }
         scan::Member::Absent => None,
-        scan::Member::Unsure => serde_json::from_slice::<WithUsage>(body).ok()?.usage,
+        scan::Member::Unsure => usage_by_full_parse(body),
     };
     usage?.checked()
+}
+
+/// The top-level `usage` of a reply parsed whole (`None` when the reply is not a JSON object,
+/// has no usage, or has it twice).
+fn usage_by_full_parse(body: &[u8]) -> Option<UsageJson> {
+    #[derive(Deserialize)]
+    struct WithUsage {
+        usage: Option<UsageJson>,
+    }
+    serde_json::from_slice::<WithUsage>(body).ok()?.usage
 }
 
 /// `model` is the upstream's name for the model: it decides the tokenizer.
@@ -722,19 +728,6 @@ mod tests {
         );
     }
 
-    /// The whole reply parsed, as before the scan: the reference `usage_in_body` must match on
-    /// every valid document.
-    fn usage_by_full_parse(body: &[u8]) -> Option<Usage> {
-        #[derive(Deserialize)]
-        struct WithUsage {
-            usage: Option<UsageJson>,
-        }
-        serde_json::from_slice::<WithUsage>(body)
-            .ok()?
-            .usage?
-            .checked()
-    }
-
     #[test]
     fn the_scanned_usage_is_the_fully_parsed_usage() {
         use serde_json::{Value, json};
@@ -817,7 +810,8 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(&text)
             );
-            let expected = usage_by_full_parse(&text);
+            // The reference: the whole reply parsed, as before the scan.
+            let expected = usage_by_full_parse(&text).and_then(UsageJson::checked);
             reported += usize::from(expected.is_some());
             assert_eq!(
                 usage_in_body(&text),

@@ -341,13 +341,16 @@ struct Rollup {
 }
 
 impl Rollup {
-    fn add(&mut self, r: &UsageRecord) {
-        self.requests += 1;
-        self.errors += i64::from(r.is_error());
-        self.prompt_tokens += r.prompt_tokens;
-        self.completion_tokens += r.completion_tokens;
-        self.cached_tokens += r.cached_tokens;
-        self.cost_micros += r.cost_micros;
+    /// One record's contribution.
+    fn of(r: &UsageRecord) -> Self {
+        Self {
+            requests: 1,
+            errors: i64::from(r.is_error()),
+            prompt_tokens: r.prompt_tokens,
+            completion_tokens: r.completion_tokens,
+            cached_tokens: r.cached_tokens,
+            cost_micros: r.cost_micros,
+        }
     }
 
     fn merge(&mut self, other: &Self) {
@@ -463,13 +466,11 @@ impl Store {
             let mut rollups: HashMap<RollupKey<'_>, Rollup> = HashMap::new();
             let mut run: Option<(RollupKey<'_>, Rollup)> = None;
             for r in &inserted {
-                let k = rollup_key(r);
+                let (k, one) = (rollup_key(r), Rollup::of(r));
                 match &mut run {
-                    Some((current, t)) if *current == k => t.add(r),
+                    Some((current, t)) if *current == k => t.merge(&one),
                     _ => {
-                        let mut t = Rollup::default();
-                        t.add(r);
-                        if let Some((done, sum)) = run.replace((k, t)) {
+                        if let Some((done, sum)) = run.replace((k, one)) {
                             rollups.entry(done).or_default().merge(&sum);
                         }
                     }
